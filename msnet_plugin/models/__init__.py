@@ -1,0 +1,10 @@
+"""MotionSqueeze models, registered in ``mmaction.registry.MODELS``."""
+from .correlation import local_correlation
+from .motion_squeeze import MotionSqueeze, kernel_soft_argmax
+from .ms_neck import MotionSqueezeNeck
+from .ms_resnet_tsm import MSResNetTSM
+
+__all__ = [
+    'local_correlation', 'kernel_soft_argmax', 'MotionSqueeze',
+    'MSResNetTSM', 'MotionSqueezeNeck'
+]

@@ -1,0 +1,202 @@
+"""The MotionSqueeze module (Kwon et al., ECCV 2020), as in MSNET_SPEC.md.
+
+Features of adjacent frames are correlated over a local window; kernel
+soft-argmax squeezes the correlation into a displacement map (u, v) and a
+confidence map, and four depthwise-separable stages turn those three channels
+into features added back to the input.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmaction.registry import MODELS
+
+from .correlation import local_correlation
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1,
+                 groups: int = 1) -> nn.Sequential:
+    """Conv (no bias) + BN + ReLU, padded to keep the spatial size."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size,
+                  padding=kernel_size // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+def depthwise_separable(in_channels: int, out_channels: int,
+                        kernel_size: int) -> nn.Sequential:
+    """Depthwise conv + BN + ReLU, then pointwise conv + BN + ReLU."""
+    return nn.Sequential(
+        conv_bn_relu(in_channels, in_channels, kernel_size,
+                     groups=in_channels),
+        conv_bn_relu(in_channels, out_channels))
+
+
+def l2_normalize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x / sqrt(sum_c x^2 + eps) for (B, C, H, W) x, as the authors do."""
+    return x / torch.sqrt(x.pow(2).sum(dim=1, keepdim=True) + eps)
+
+
+def kernel_soft_argmax(correlation: torch.Tensor, patch_size: int,
+                       sigma: float, temperature: float):
+    """Displacement and confidence from a ReLU'd local correlation.
+
+    A hard argmax picks the best displacement; the correlation is damped by a
+    fixed Gaussian (std ``sigma`` grid units) around it, so that a second peak
+    cannot drag the estimate; a softmax with ``temperature`` and an expectation
+    per axis give a sub-grid displacement.
+
+    Args:
+        correlation (Tensor): (B, P*P, H, W), P = patch_size, channel
+            ``(dy + d) * P + (dx + d)`` for d = P // 2.
+        patch_size (int): P, odd.
+        sigma (float): std of the Gaussian kernel, in grid units.
+        temperature (float): softmax logits are ``correlation * temperature``.
+
+    Returns:
+        tuple[Tensor, Tensor]: displacement (B, 2, H, W), channel 0 = dx,
+        channel 1 = dy, divided by d so both lie in [-1, 1]; confidence
+        (B, 1, H, W), the maximum of the correlation over displacements.
+    """
+    batch, _, height, width = correlation.shape
+    max_disp = patch_size // 2
+    confidence, best_index = correlation.max(dim=1, keepdim=True)
+    best_y = torch.div(best_index, patch_size, rounding_mode='floor')
+    best_x = best_index - best_y * patch_size
+    grid = torch.arange(patch_size, device=correlation.device,
+                        dtype=correlation.dtype).view(1, patch_size, 1, 1)
+    # Separable Gaussian: (B, P, 1, H, W) * (B, 1, P, H, W) -> (B, P, P, H, W).
+    gauss_y = torch.exp(-(grid - best_y).pow(2) / (2 * sigma**2))
+    gauss_x = torch.exp(-(grid - best_x).pow(2) / (2 * sigma**2))
+    gaussian = gauss_y.unsqueeze(2) * gauss_x.unsqueeze(1)
+    logits = correlation.view(batch, patch_size, patch_size, height, width)
+    logits = (logits * gaussian * temperature).view(batch, -1, height, width)
+    prob = F.softmax(logits, dim=1).view(batch, patch_size, patch_size,
+                                         height, width)
+    offsets = (grid - max_disp) / max_disp
+    dy = (prob.sum(dim=2) * offsets).sum(dim=1, keepdim=True)
+    dx = (prob.sum(dim=1) * offsets).sum(dim=1, keepdim=True)
+    return torch.cat([dx, dy], dim=1), confidence
+
+
+@MODELS.register_module()
+class MotionSqueeze(nn.Module):
+    """MotionSqueeze: motion features from adjacent frames, added to ``x``.
+
+    Args:
+        in_channels (int): C of the features it reads and adds to (512 after
+            ResNet-50 layer2, 128 after ResNet-18 layer2).
+        num_segments (int): T, frames per clip; inputs are (N*T, C, H, W).
+        reduced_channels (int): channels after the 1x1 reduction (64).
+        patch_size (int): side of the correlation window, odd (15: -7..7).
+        sigma (float): std of the kernel soft-argmax Gaussian (5 grid units).
+        temperature (float): softmax temperature of the soft-argmax (100).
+        out_channels (int, optional): channels of the motion features;
+            defaults to ``in_channels`` (they are added to the input).
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 num_segments: int = 8,
+                 reduced_channels: int = 64,
+                 patch_size: int = 15,
+                 sigma: float = 5.0,
+                 temperature: float = 100.0,
+                 out_channels: int = None):
+        super().__init__()
+        out_channels = in_channels if out_channels is None else out_channels
+        if num_segments < 2:
+            raise ValueError('MotionSqueeze needs num_segments >= 2 (it pairs '
+                             f'adjacent frames), got {num_segments}')
+        if patch_size < 3 or patch_size % 2 == 0:
+            raise ValueError('patch_size must be an odd number >= 3 (the '
+                             'window -d..d, d = patch_size // 2), got '
+                             f'{patch_size}')
+        for name, value in (('in_channels', in_channels),
+                            ('reduced_channels', reduced_channels),
+                            ('out_channels', out_channels), ('sigma', sigma),
+                            ('temperature', temperature)):
+            if value <= 0:
+                raise ValueError(f'{name} must be positive, got {value}')
+        self.in_channels = in_channels
+        self.num_segments = num_segments
+        self.patch_size = patch_size
+        self.sigma = sigma
+        self.temperature = temperature
+        self.out_channels = out_channels
+        self.reduce = conv_bn_relu(in_channels, reduced_channels)
+        self.transform = nn.Sequential(
+            depthwise_separable(3, 16, 7), depthwise_separable(16, 32, 3),
+            depthwise_separable(32, 64, 3),
+            depthwise_separable(64, out_channels, 3))
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """The paper's init: Kaiming-normal (fan_out) convs, BN 1 and 0."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(
+                    module.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError('MotionSqueeze expects (N*T, C, H, W) features, '
+                             f'got a {x.dim()}-D tensor {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'MotionSqueeze was built for in_channels='
+                             f'{self.in_channels}, got {x.shape[1]} channels')
+        if x.shape[0] % self.num_segments != 0:
+            raise ValueError(
+                f'MotionSqueeze got {x.shape[0]} frames, not a multiple of '
+                f'num_segments={self.num_segments}')
+
+    def estimate_motion(self, x: torch.Tensor):
+        """Displacement and confidence maps between adjacent frames.
+
+        Args:
+            x (Tensor): (N*T, C, H, W) features, T = num_segments.
+
+        Returns:
+            tuple[Tensor, Tensor]: displacement (N*T, 2, H, W): channel 0
+            horizontal, positive when content moves right (+x) from frame t to
+            t+1; channel 1 vertical, positive downwards; both divided by the
+            maximum displacement (patch_size // 2), so in [-1, 1]. Confidence
+            (N*T, 1, H, W): the peak correlation. Frame t holds the pair
+            (t, t+1); the last frame repeats the previous pair's maps.
+        """
+        self._check_input(x)
+        features = self.reduce(x)
+        _, channels, height, width = features.shape
+        features = l2_normalize_channels(features).view(
+            -1, self.num_segments, channels, height, width)
+        current = features[:, :-1].reshape(-1, channels, height, width)
+        following = features[:, 1:].reshape(-1, channels, height, width)
+        correlation = F.relu(
+            local_correlation(current, following, self.patch_size // 2))
+        displacement, confidence = kernel_soft_argmax(
+            correlation, self.patch_size, self.sigma, self.temperature)
+        return (self._repeat_last_pair(displacement),
+                self._repeat_last_pair(confidence))
+
+    def _repeat_last_pair(self, pair_maps: torch.Tensor) -> torch.Tensor:
+        """(N*(T-1), K, H, W) pair maps -> (N*T, K, H, W), last one doubled."""
+        pair_maps = pair_maps.view((-1, self.num_segments - 1) +
+                                   pair_maps.shape[1:])
+        frame_maps = torch.cat([pair_maps, pair_maps[:, -1:]], dim=1)
+        return frame_maps.flatten(0, 1)
+
+    def motion_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N*T, C, H, W) -> (N*T, out_channels, H, W) motion features."""
+        displacement, confidence = self.estimate_motion(x)
+        return self.transform(torch.cat([displacement, confidence], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N*T, C, H, W) -> (N*T, C, H, W): x plus the motion features."""
+        if self.out_channels != self.in_channels:
+            raise ValueError(
+                'forward adds the motion features to x, which needs '
+                f'out_channels == in_channels, got {self.out_channels} and '
+                f'{self.in_channels}; use motion_features() instead')
+        return x + self.motion_features(x)

@@ -1,0 +1,180 @@
+"""MotionSqueeze: correlation, kernel soft-argmax, known motion, errors."""
+import math
+
+import pytest
+import torch
+
+from msnet_plugin.models import (MotionSqueeze, kernel_soft_argmax,
+                                 local_correlation)
+
+
+def reference_correlation(f1, f2, d):
+    """Plain loops: out[b, (dy+d)*(2d+1)+(dx+d), y, x] = f1(y,x) . f2(y+dy,x+dx)."""
+    batch, channels, height, width = f1.shape
+    side = 2 * d + 1
+    out = torch.zeros(batch, side * side, height, width, dtype=f1.dtype)
+    for b in range(batch):
+        for y in range(height):
+            for x in range(width):
+                for dy in range(-d, d + 1):
+                    for dx in range(-d, d + 1):
+                        yy, xx = y + dy, x + dx
+                        if 0 <= yy < height and 0 <= xx < width:
+                            out[b, (dy + d) * side + dx + d, y, x] = sum(
+                                f1[b, c, y, x] * f2[b, c, yy, xx]
+                                for c in range(channels))
+    return out
+
+
+def reference_soft_argmax(corr, patch, sigma, temperature):
+    """The spec's steps 5-6, one pixel at a time."""
+    batch, _, height, width = corr.shape
+    d = patch // 2
+    disp = torch.zeros(batch, 2, height, width, dtype=corr.dtype)
+    conf = torch.zeros(batch, 1, height, width, dtype=corr.dtype)
+    for b in range(batch):
+        for y in range(height):
+            for x in range(width):
+                scores = corr[b, :, y, x]
+                best = int(scores.argmax())
+                y0, x0 = best // patch, best % patch
+                weighted = []
+                for k in range(patch * patch):
+                    ky, kx = k // patch, k % patch
+                    g = math.exp(-((ky - y0)**2 + (kx - x0)**2) /
+                                 (2 * sigma**2))
+                    weighted.append(float(scores[k]) * g * temperature)
+                top = max(weighted)
+                probs = [math.exp(w - top) for w in weighted]
+                total = sum(probs)
+                ey = sum(p * (k // patch - d) for k, p in enumerate(probs))
+                ex = sum(p * (k % patch - d) for k, p in enumerate(probs))
+                disp[b, 0, y, x] = ex / total / d
+                disp[b, 1, y, x] = ey / total / d
+                conf[b, 0, y, x] = scores.max()
+    return disp, conf
+
+
+@pytest.mark.parametrize('shape,d', [((2, 3, 5, 6), 2), ((1, 4, 4, 4), 3),
+                                     ((1, 2, 3, 7), 1)])
+def test_local_correlation_matches_loop_reference(shape, d):
+    torch.manual_seed(0)
+    f1, f2 = torch.randn(shape), torch.randn(shape)
+    expected = reference_correlation(f1, f2, d)
+    actual = local_correlation(f1, f2, d)
+    assert actual.shape == (shape[0], (2 * d + 1)**2) + shape[2:]
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_local_correlation_zero_outside_the_map():
+    f = torch.ones(1, 1, 3, 3)
+    corr = local_correlation(f, f, 2)
+    # Displacement (dy, dx) = (-2, -2) from the top-left corner leaves the map.
+    assert corr[0, 0, 0, 0] == 0
+    # The centre pixel sees (dy, dx) = (+1, +1) but not (+2, +2).
+    assert corr[0, (1 + 2) * 5 + (1 + 2), 1, 1] == 1
+    assert corr[0, 24, 1, 1] == 0
+
+
+def test_local_correlation_gradcheck():
+    torch.manual_seed(0)
+    f1 = torch.randn(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    f2 = torch.randn(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: local_correlation(a, b, 2), (f1, f2))
+
+
+def test_kernel_soft_argmax_matches_reference():
+    torch.manual_seed(0)
+    corr = torch.relu(torch.randn(2, 25, 3, 4, dtype=torch.float64)) * 0.05
+    disp, conf = kernel_soft_argmax(corr, 5, sigma=1.5, temperature=100.0)
+    ref_disp, ref_conf = reference_soft_argmax(corr, 5, 1.5, 100.0)
+    torch.testing.assert_close(disp, ref_disp)
+    torch.testing.assert_close(conf, ref_conf)
+
+
+@pytest.mark.parametrize('dx,dy', [(3, 0), (0, -2), (-5, 4), (7, -7), (0, 0),
+                                   (-1, 6)])
+def test_estimate_motion_recovers_known_shift(dx, dy):
+    """A map and its copy moved by (dx, dy) give displacement (dx/7, dy/7)."""
+    torch.manual_seed(dx * 31 + dy)
+    channels, size = 32, 24
+    ms = MotionSqueeze(channels, num_segments=2).eval()
+    frame0 = torch.randn(channels, size, size)
+    frame1 = torch.roll(frame0, shifts=(dy, dx), dims=(1, 2))
+    with torch.no_grad():
+        disp, conf = ms.estimate_motion(torch.stack([frame0, frame1]))
+    assert disp.shape == (2, 2, size, size) and conf.shape == (2, 1, size,
+                                                               size)
+    interior = (slice(None), slice(7, size - 7), slice(7, size - 7))
+    for frame in range(2):  # the last frame repeats the pair's maps
+        torch.testing.assert_close(
+            disp[frame][interior][0],
+            torch.full((size - 14, size - 14), dx / 7), atol=1e-3, rtol=0)
+        torch.testing.assert_close(
+            disp[frame][interior][1],
+            torch.full((size - 14, size - 14), dy / 7), atol=1e-3, rtol=0)
+        assert conf[frame][interior].min() > 0.99
+
+
+def test_motion_squeeze_shapes_and_repeated_last_pair():
+    torch.manual_seed(0)
+    ms = MotionSqueeze(16, num_segments=4)
+    x = torch.randn(8, 16, 10, 12)
+    out = ms(x)
+    assert out.shape == x.shape
+    disp, conf = ms.estimate_motion(x)
+    assert disp.shape == (8, 2, 10, 12) and conf.shape == (8, 1, 10, 12)
+    assert disp.abs().max() <= 1
+    clip_disp = disp.view(2, 4, 2, 10, 12)
+    torch.testing.assert_close(clip_disp[:, 3], clip_disp[:, 2])
+    assert not torch.allclose(clip_disp[:, 1], clip_disp[:, 2])
+
+
+def test_gradients_reach_every_ms_parameter():
+    torch.manual_seed(0)
+    ms = MotionSqueeze(16, num_segments=4)
+    x = torch.randn(8, 16, 10, 10, requires_grad=True)
+    ms(x).pow(2).sum().backward()
+    for name, param in ms.named_parameters():
+        assert param.grad is not None, name
+        assert param.grad.abs().sum() > 0, name
+    assert x.grad.abs().sum() > 0
+
+
+def test_hyperparameters_are_arguments_with_paper_defaults():
+    ms = MotionSqueeze(512)
+    assert (ms.num_segments, ms.patch_size, ms.sigma,
+            ms.temperature) == (8, 15, 5.0, 100.0)
+    assert ms.reduce[0].out_channels == 64
+    assert ms.transform[-1][-1][0].out_channels == 512
+    small = MotionSqueeze(128, reduced_channels=32, patch_size=9, sigma=2.0,
+                          temperature=10.0, out_channels=64)
+    assert small.reduce[0].out_channels == 32
+    assert small.motion_features(torch.randn(8, 128, 6, 6)).shape[1] == 64
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(num_segments=1), 'num_segments >= 2'),
+    (dict(patch_size=14), 'odd number'),
+    (dict(patch_size=0), 'odd number'),
+    (dict(patch_size=-3), 'odd number'),
+    (dict(sigma=0), 'sigma must be positive'),
+])
+def test_construction_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MotionSqueeze(64, **kwargs)
+
+
+def test_run_time_errors_name_the_numbers():
+    ms = MotionSqueeze(16, num_segments=8)
+    with pytest.raises(ValueError, match='12 frames.*num_segments=8'):
+        ms(torch.randn(12, 16, 6, 6))
+    with pytest.raises(ValueError, match='in_channels=16, got 8'):
+        ms(torch.randn(8, 8, 6, 6))
+    with pytest.raises(ValueError, match='5-D'):
+        ms(torch.randn(1, 16, 8, 6, 6))
+    with pytest.raises(ValueError, match='out_channels == in_channels'):
+        MotionSqueeze(16, out_channels=4)(torch.randn(8, 16, 6, 6))
+    with pytest.raises(ValueError, match='same shape'):
+        local_correlation(torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 4), 1)
