@@ -1,0 +1,201 @@
+"""Workarounds for upstream defects; :func:`apply` applies the first three.
+
+Each workaround checks for its defect first, so it does nothing on a fixed
+install. ``msnet_plugin/__init__.py`` calls :func:`apply` before anything
+imports ``mmaction.models``.
+
+1. Missing DRN package (mmaction2). The 1.2.0 wheel ships without
+   ``mmaction/models/localizers/drn/``, but ``localizers/__init__.py`` imports
+   ``.drn.drn.DRN``, so ``import mmaction.models`` fails with
+   ``No module named 'mmaction.models.localizers.drn'``. Upstream:
+   open-mmlab/mmaction2#2714, open as of mmaction2 1.2.0. Workaround: if the
+   folder is missing on disk, put stub modules in ``sys.modules`` whose
+   ``DRN`` raises :class:`ImportError` when constructed. The stub is not
+   registered in any registry.
+2. mmengine checkpoints vs. safe loading (mmengine, with torch >= 2.6).
+   torch 2.6 made ``torch.load`` default to ``weights_only=True``. mmengine's
+   loaders call ``torch.load`` without ``weights_only``, and the checkpoints
+   mmengine writes hold non-tensor objects, so ``tools/test.py``, ``--resume``
+   and ``load_from`` fail with ``UnpicklingError``. Upstream: reported as
+   open-mmlab/mmengine#1655. The fix PRs open-mmlab/mmengine#1639 and #1650
+   (both set ``weights_only=False``) are unmerged, so this is not fixed as
+   of mmengine 0.10.7. Workaround: keep safe loading and allowlist exactly
+   the globals mmengine writes (:data:`MMENGINE_SAFE_GLOBALS`).
+3. ``torchvision://`` needs torchvision (mmengine). mmengine's
+   ``load_from_torchvision`` imports torchvision only to look up the
+   download URL. This is by design and no upstream issue was found; not
+   fixed as of mmengine 0.10.7.
+   MMAction2's TSM recipes default to ``pretrained='torchvision://resnet50'``.
+   Workaround: when torchvision is missing, load ``{name}-*.pth`` from torch
+   hub's checkpoint cache, or raise :class:`TorchvisionUnavailableError`,
+   which says how to pass a local file instead.
+4. ``_base_ = 'mmaction::...'`` needs ``pkg_resources`` (mmengine).
+   mmengine 0.10.7 resolves package-scoped config bases with
+   ``pkg_resources``, which setuptools removed in 82.0.0, so every config
+   that inherits an MMAction2 recipe fails to parse with ``No module named
+   'pkg_resources'``. Configs are parsed before any plugin is imported, so
+   this one is handled at install time: ``setup.cfg`` requires
+   ``setuptools<82``. Not fixed as of mmengine 0.10.7.
+"""
+import glob
+import importlib
+import importlib.machinery
+import importlib.util
+import os.path as osp
+import pickle
+import sys
+import types
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.runner import CheckpointLoader
+from mmengine.runner import checkpoint as mmengine_checkpoint
+from mmengine.utils import digit_version
+
+_DRN_PACKAGE = 'mmaction.models.localizers.drn'
+_TORCHVISION_PREFIXES = ('torchvision://', 'modelzoo://')
+_original_load_from_torchvision = mmengine_checkpoint.load_from_torchvision
+
+
+def _numpy_multiarray_function(name):
+    """Return a ``numpy`` multiarray function, registered under its numpy 1.x
+    and 2.x pickle names so checkpoints written with either one load."""
+    try:
+        multiarray = importlib.import_module('numpy._core.multiarray')
+    except ImportError:  # numpy 1.x before the ``numpy._core`` rename
+        multiarray = importlib.import_module('numpy.core.multiarray')
+    function = getattr(multiarray, name)
+    return [(function, f'numpy.{package}.multiarray.{name}')
+            for package in ('core', '_core')]
+
+
+def _history_buffer_method(owner, name):
+    """Stand-in for ``builtins.getattr`` in safe loading.
+
+    Pickle protocol 2 stores ``HistoryBuffer.mean`` (kept in the buffer's
+    ``statistics_methods``) as ``getattr(HistoryBuffer, 'mean')``. Only that
+    lookup is allowed; a real ``getattr`` would reach any attribute.
+    """
+    if owner is HistoryBuffer and name in ('min', 'max', 'current', 'mean'):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'getattr({owner!r}, {name!r}) is not allowed in a checkpoint')
+
+
+#: Globals found in checkpoints that mmengine 0.10.7's Runner writes. The
+#: ``getattr`` entry is the narrowed :func:`_history_buffer_method`. The numpy
+#: types are what ``HistoryBuffer`` (float64, int64 arrays) and numpy metric
+#: values (``best_score``) need.
+MMENGINE_SAFE_GLOBALS = (
+    HistoryBuffer,
+    (_history_buffer_method, 'builtins.getattr'),
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.float64)),
+    type(np.dtype(np.int64)),
+    *_numpy_multiarray_function('_reconstruct'),
+    *_numpy_multiarray_function('scalar'),
+)
+
+
+class TorchvisionUnavailableError(FileNotFoundError):
+    """A ``torchvision://`` checkpoint was asked for, but torchvision is not
+    installed and torch hub's cache does not have the file."""
+
+
+class _MissingDRN:
+    """Stands in for mmaction2's DRN, which the installed wheel lacks."""
+
+    def __init__(self, *args, **kwargs):
+        raise ImportError(
+            'DRN is missing from the installed mmaction2 wheel '
+            '(open-mmlab/mmaction2#2714); install mmaction2 from source '
+            'to use it.')
+
+
+def _drn_missing_on_disk():
+    """Whether mmaction is installed without ``localizers/drn/drn.py``.
+    This checks the disk and imports nothing."""
+    spec = importlib.util.find_spec('mmaction')
+    if spec is None:
+        return False
+    return not any(
+        osp.isfile(osp.join(root, 'models', 'localizers', 'drn', 'drn.py'))
+        for root in spec.submodule_search_locations or ())
+
+
+def _new_module(name, is_package, **attributes):
+    """Create an empty module with a spec and the given attributes."""
+    module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(
+        name, None, is_package=is_package)
+    if is_package:
+        module.__path__ = []
+    vars(module).update(attributes)
+    return module
+
+
+def stub_missing_drn():
+    """Workaround 1: add stub DRN modules if the wheel lacks them."""
+    if _DRN_PACKAGE in sys.modules or not _drn_missing_on_disk():
+        return
+    drn_module = _new_module(f'{_DRN_PACKAGE}.drn', False, DRN=_MissingDRN)
+    sys.modules[_DRN_PACKAGE] = _new_module(
+        _DRN_PACKAGE, True, drn=drn_module)
+    sys.modules[drn_module.__name__] = drn_module
+
+
+def allow_mmengine_checkpoints():
+    """Workaround 2: allowlist mmengine's globals for ``weights_only``."""
+    if digit_version(torch.__version__) >= digit_version('2.6.0'):
+        torch.serialization.add_safe_globals(list(MMENGINE_SAFE_GLOBALS))
+
+
+def _torchvision_installed():
+    """Whether ``import torchvision`` works."""
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_from_torchvision_or_hub_cache(filename, map_location=None):
+    """Load ``torchvision://NAME`` (or ``modelzoo://NAME``).
+
+    This uses mmengine's loader when torchvision is installed. Otherwise it
+    loads ``NAME-*.pth`` from torch hub's checkpoint cache, with
+    ``weights_only=True``.
+    """
+    if _torchvision_installed():
+        return _original_load_from_torchvision(filename, map_location)
+    model_name = filename.split('://', 1)[1]
+    cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
+    cached = sorted(glob.glob(osp.join(cache_dir, f'{model_name}-*.pth')))
+    if not cached:
+        raise TorchvisionUnavailableError(
+            f'torchvision is not installed, so {filename} cannot be fetched. '
+            'Download the ImageNet weights on a machine with internet (for '
+            "ResNet-50, torchvision's resnet50-0676ba61.pth or "
+            'resnet50-19c8e357.pth) and pass the local file, e.g. '
+            '--cfg-options model.backbone.pretrained=/path/to/resnet50.pth, '
+            "or pretrained='/path/to/resnet50.pth' in the config, or put it "
+            f'in {cache_dir}.')
+    print_log(f'torchvision is not installed; loading {filename} from '
+              f'{cached[0]}', logger='current')
+    return torch.load(cached[0], map_location=map_location, weights_only=True)
+
+
+def load_torchvision_without_torchvision():
+    """Workaround 3: route ``torchvision://`` through
+    :func:`load_from_torchvision_or_hub_cache`."""
+    CheckpointLoader.register_scheme(
+        _TORCHVISION_PREFIXES, load_from_torchvision_or_hub_cache, force=True)
+
+
+def apply():
+    """Apply every workaround. Safe to call more than once."""
+    stub_missing_drn()
+    allow_mmengine_checkpoints()
+    load_torchvision_without_torchvision()

@@ -1,0 +1,300 @@
+"""Tests for :mod:`msnet_plugin.compat` (CPU only, no network)."""
+import collections
+import io
+import os
+import pickle
+import re
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import HistoryBuffer, MessageHub, MMLogger
+from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
+from mmengine.runner import CheckpointLoader, Runner
+from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.visualization import Visualizer
+from torch import nn
+
+import msnet_plugin.compat as compat
+
+compat.apply()
+
+import mmaction.models  # noqa: E402  (works only after compat.apply())
+from mmaction.registry import MODELS  # noqa: E402
+
+
+def test_apply_is_idempotent():
+    safe_globals_before = len(torch.serialization.get_safe_globals())
+    compat.apply()
+    compat.apply()
+    assert len(torch.serialization.get_safe_globals()) == safe_globals_before
+    assert (CheckpointLoader._get_checkpoint_loader('torchvision://resnet50')
+            is compat.load_from_torchvision_or_hub_cache)
+
+
+# --- a. DRN missing from the mmaction2 wheel --------------------------------
+
+def test_mmaction_models_import_and_registry():
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        assert MODELS.get('ResNetTSM') is mmaction.models.ResNetTSM
+
+
+FRESH_IMPORT_SCRIPT = '''
+import importlib.util, sys
+try:
+    import mmaction.models
+    print('imported without compat')
+except ModuleNotFoundError as error:
+    assert 'mmaction.models.localizers.drn' in str(error), error
+    print('failed without compat')
+spec = importlib.util.spec_from_file_location('compat_alone', sys.argv[1])
+compat_alone = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compat_alone)
+compat_alone.apply()
+import mmaction.models
+from mmaction.registry import MODELS
+assert MODELS.get('ResNetTSM') is mmaction.models.ResNetTSM
+print('imported with compat')
+'''
+
+
+def test_fresh_interpreter_imports_mmaction_models_after_apply():
+    """compat.py on its own (not via the package) fixes the import."""
+    result = subprocess.run(
+        [sys.executable, '-c', FRESH_IMPORT_SCRIPT, compat.__file__],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == 'imported with compat'
+
+
+def test_stub_drn_raises_clear_error():
+    drn_module = sys.modules['mmaction.models.localizers.drn.drn']
+    if getattr(drn_module, '__file__', None):
+        pytest.skip('the installed mmaction2 has the real DRN')
+    with pytest.raises(ImportError, match='missing from the installed'):
+        drn_module.DRN()
+    assert 'DRN' not in MODELS.module_dict
+
+
+# --- b. mmengine checkpoints under weights_only=True ------------------------
+
+class ToyModel(BaseModel):
+    """Linear + BatchNorm regressor; counts its training steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+        self.bn = nn.BatchNorm1d(1)
+        self.train_steps = 0
+
+    def forward(self, inputs, labels, mode='tensor'):
+        outputs = self.bn(self.linear(inputs)).squeeze(1)
+        if mode == 'loss':
+            self.train_steps += 1
+            return dict(loss=((outputs - labels)**2).mean())
+        if mode == 'predict':
+            return [dict(pred=o, label=t) for o, t in zip(outputs, labels)]
+        return outputs
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    """Eight samples, with a ``metainfo`` that mmengine saves in ``meta``."""
+    metainfo = dict(classes=('a', 'b'))
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return dict(inputs=torch.full((2, ), float(index)),
+                    labels=torch.tensor(float(index % 2)))
+
+
+class MeanAbsoluteError(BaseMetric):
+    """Returns a numpy scalar, as mmaction's metrics do."""
+
+    def process(self, data_batch, data_samples):
+        self.results.extend(
+            float((s['pred'] - s['label']).abs()) for s in data_samples)
+
+    def compute_metrics(self, results):
+        return dict(mae=np.float64(np.mean(results)))
+
+
+def build_toy_runner(work_dir, name, max_epochs, resume=False):
+    loader = dict(dataset=ToyDataset(), batch_size=4,
+                  sampler=dict(type='DefaultSampler', shuffle=False),
+                  collate_fn=dict(type='default_collate'))
+    return Runner(
+        model=ToyModel(), work_dir=str(work_dir), experiment_name=name,
+        train_dataloader=loader, val_dataloader=loader,
+        val_evaluator=[MeanAbsoluteError()], val_cfg=dict(),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        param_scheduler=dict(type='MultiStepLR', milestones=[1]),
+        default_hooks=dict(checkpoint=dict(
+            type='CheckpointHook', interval=1, save_best='mae', rule='less')),
+        resume=resume, log_level='WARNING')
+
+
+@pytest.fixture
+def isolated_runner_globals(monkeypatch):
+    """Forget the global instances a Runner makes current (its ``mmengine``
+    default scope would stop later tests from building mmaction models)."""
+    for manager in (DefaultScope, MessageHub, MMLogger, Visualizer):
+        monkeypatch.setattr(manager, '_instance_dict',
+                            collections.OrderedDict(manager._instance_dict))
+
+
+def test_mmengine_checkpoint_loads_safely_and_resumes(tmp_path,
+                                                      isolated_runner_globals):
+    build_toy_runner(tmp_path, f'first_{tmp_path.name}', max_epochs=2).train()
+    checkpoint = torch.load(tmp_path / 'epoch_2.pth', weights_only=True)
+    loss_history = checkpoint['message_hub']['log_scalars']['train/loss']
+    assert isinstance(loss_history, HistoryBuffer)
+    assert np.isfinite(loss_history.statistics('mean'))
+    assert isinstance(checkpoint['message_hub']['runtime_info']['best_score'],
+                      np.float64)
+
+    resumed = build_toy_runner(tmp_path, f'second_{tmp_path.name}',
+                               max_epochs=3, resume=True)
+    resumed.train()
+    assert resumed.epoch == 3
+    assert resumed.model.train_steps == 2  # only epoch 3: 8 samples / 4
+
+
+class RunsOnUnpickle:
+    """Pickles as a call to ``reduce_value`` (an attack on ``torch.load``)."""
+
+    def __init__(self, reduce_value):
+        self.reduce_value = reduce_value
+
+    def __reduce__(self):
+        return self.reduce_value
+
+
+@pytest.mark.parametrize('attack', ['open', 'system'])
+@pytest.mark.parametrize('load', [
+    lambda path: _load_checkpoint(path, map_location='cpu'),
+    lambda path: CheckpointLoader.load_checkpoint(path),
+])
+def test_malicious_checkpoint_is_refused(tmp_path, attack, load):
+    side_effect = tmp_path / 'side_effect'
+    calls = dict(open=(open, (str(side_effect), 'w')),
+                 system=(os.system, (f'touch {side_effect}', )))
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict=RunsOnUnpickle(calls[attack])), path)
+    with pytest.raises(pickle.UnpicklingError):
+        load(path)
+    assert not side_effect.exists()
+
+
+@pytest.mark.parametrize('owner, name', [(HistoryBuffer, '__init__'),
+                                         (collections.OrderedDict,
+                                          'fromkeys')])
+def test_getattr_is_narrowed_to_history_buffer_methods(tmp_path, owner, name):
+    path = tmp_path / 'getattr.pth'
+    torch.save(RunsOnUnpickle((getattr, (owner, name))), path)
+    with pytest.raises(pickle.UnpicklingError, match='not allowed in a'):
+        torch.load(path, weights_only=True)
+
+
+def test_numpy_1_pickle_names_load(tmp_path):
+    """Checkpoints written under numpy 1.x name ``numpy.core.multiarray``."""
+    buffer = io.BytesIO()
+    torch.save(dict(history=np.arange(3.0), best_score=np.float64(0.5)),
+               buffer, _use_new_zipfile_serialization=False)  # plain pickle
+    numpy_1_bytes = buffer.getvalue().replace(b'numpy._core.multiarray',
+                                              b'numpy.core.multiarray')
+    assert b'numpy.core.multiarray' in numpy_1_bytes
+    loaded = torch.load(io.BytesIO(numpy_1_bytes), weights_only=True)
+    np.testing.assert_array_equal(loaded['history'], np.arange(3.0))
+    assert loaded['best_score'] == 0.5
+
+
+# --- c. torchvision:// without torchvision ----------------------------------
+
+@pytest.fixture
+def hub_checkpoints(tmp_path, monkeypatch):
+    """Empty torch hub dir (what ``torch.hub.set_dir`` sets, undone after
+    the test) and no importable torchvision."""
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    monkeypatch.setitem(sys.modules, 'torchvision', None)
+    return tmp_path / 'hub' / 'checkpoints'
+
+
+def torchvision_resnet_state_dict(depth):
+    """Random weights with torchvision's ResNet key names and shapes, made by
+    renaming the keys of mmaction's 2D ``ResNet``."""
+    renames = [(r'^conv1\.conv\.', 'conv1.'), (r'^conv1\.bn\.', 'bn1.'),
+               (r'\.conv(\d)\.conv\.', r'.conv\1.'),
+               (r'\.conv(\d)\.bn\.', r'.bn\1.'),
+               (r'\.downsample\.conv\.', '.downsample.0.'),
+               (r'\.downsample\.bn\.', '.downsample.1.')]
+    state_dict = collections.OrderedDict()
+    resnet = mmaction.models.ResNet(depth=depth)
+    for key, value in resnet.state_dict().items():
+        for pattern, replacement in renames:
+            key = re.sub(pattern, replacement, key)
+        state_dict[key] = torch.rand_like(value.float()).to(value.dtype)
+    num_features = 512 if depth < 50 else 2048
+    state_dict['fc.weight'] = torch.rand(1000, num_features)
+    state_dict['fc.bias'] = torch.rand(1000)
+    return state_dict
+
+
+def assert_tsm_has_weights(backbone, state_dict):
+    assert torch.equal(backbone.conv1.conv.weight, state_dict['conv1.weight'])
+    assert torch.equal(backbone.conv1.bn.running_mean,
+                       state_dict['bn1.running_mean'])
+    # the conv of each block's conv1 sits inside a TemporalShift (``.net``)
+    assert torch.equal(backbone.layer1[0].conv1.conv.net.weight,
+                       state_dict['layer1.0.conv1.weight'])
+    assert torch.equal(backbone.layer4[0].downsample.conv.weight,
+                       state_dict['layer4.0.downsample.0.weight'])
+
+
+@pytest.mark.parametrize('prefix', ['torchvision://', 'modelzoo://'])
+def test_torchvision_scheme_without_cache_explains_fix(hub_checkpoints,
+                                                       prefix):
+    with pytest.raises(compat.TorchvisionUnavailableError) as error:
+        _load_checkpoint(f'{prefix}resnet50', map_location='cpu')
+    message = str(error.value)
+    assert 'torchvision is not installed' in message
+    assert 'model.backbone.pretrained=/path/to/resnet50.pth' in message
+    assert str(hub_checkpoints) in message
+
+
+def test_torchvision_scheme_uses_hub_cache(hub_checkpoints):
+    state_dict = torchvision_resnet_state_dict(depth=18)
+    hub_checkpoints.mkdir(parents=True)
+    torch.save(state_dict, hub_checkpoints / 'resnet18-f37072fd.pth')
+    backbone = mmaction.models.ResNetTSM(
+        depth=18, pretrained='torchvision://resnet18')
+    backbone.init_weights()
+    assert_tsm_has_weights(backbone, state_dict)
+
+
+def test_torchvision_scheme_delegates_when_torchvision_installed(
+        hub_checkpoints, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'torchvision',
+                        types.ModuleType('torchvision'))
+    monkeypatch.setattr(compat, '_original_load_from_torchvision',
+                        lambda filename, map_location: dict(url=filename))
+    assert _load_checkpoint('torchvision://resnet50') == dict(
+        url='torchvision://resnet50')
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_tsm_loads_local_torchvision_file(hub_checkpoints, tmp_path, depth):
+    state_dict = torchvision_resnet_state_dict(depth)
+    path = str(tmp_path / f'resnet{depth}.pth')
+    torch.save(state_dict, path)
+    backbone = mmaction.models.ResNetTSM(depth=depth, pretrained=path,
+                                         pretrained2d=True)
+    backbone.init_weights()
+    assert_tsm_has_weights(backbone, state_dict)
