@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import torch
 from mmengine.evaluator import BaseMetric
-from mmengine.logging import HistoryBuffer, MessageHub, MMLogger
+from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from mmengine.runner import CheckpointLoader, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
-from mmengine.visualization import Visualizer
 from torch import nn
 
 import msnet_plugin.compat as compat
@@ -141,17 +140,7 @@ def build_toy_runner(work_dir, name, max_epochs, resume=False):
         resume=resume, log_level='WARNING')
 
 
-@pytest.fixture
-def isolated_runner_globals(monkeypatch):
-    """Forget the global instances a Runner makes current (its ``mmengine``
-    default scope would stop later tests from building mmaction models)."""
-    for manager in (DefaultScope, MessageHub, MMLogger, Visualizer):
-        monkeypatch.setattr(manager, '_instance_dict',
-                            collections.OrderedDict(manager._instance_dict))
-
-
-def test_mmengine_checkpoint_loads_safely_and_resumes(tmp_path,
-                                                      isolated_runner_globals):
+def test_mmengine_checkpoint_loads_safely_and_resumes(tmp_path):
     build_toy_runner(tmp_path, f'first_{tmp_path.name}', max_epochs=2).train()
     checkpoint = torch.load(tmp_path / 'epoch_2.pth', weights_only=True)
     loss_history = checkpoint['message_hub']['log_scalars']['train/loss']

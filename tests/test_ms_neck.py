@@ -3,11 +3,8 @@ import pytest
 import torch
 from mmaction.registry import MODELS
 from mmaction.structures import ActionDataSample
-from mmengine.registry import init_default_scope
 
 from msnet_plugin.models import MotionSqueezeNeck
-
-init_default_scope('mmaction')
 
 NUM_CLASSES = 5
 

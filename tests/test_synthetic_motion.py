@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from mmaction.datasets import RawframeDataset, VideoDataset
 from mmaction.registry import DATASETS
-from mmengine.registry import init_default_scope
 
 from msnet_plugin.datasets import (MOTION_CLASSES, SyntheticMotionDataset,
                                    generate_dataset_clip,
@@ -35,12 +34,6 @@ RAWFRAME_PIPELINE = [
     dict(type='FormatShape', input_format='NCHW'),
     dict(type='PackActionInputs'),
 ]
-
-
-@pytest.fixture(autouse=True)
-def mmaction_scope():
-    """Build pipelines and datasets from mmaction's registries."""
-    init_default_scope('mmaction')
 
 
 def estimate_step(previous_frame, next_frame):

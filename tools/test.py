@@ -1,0 +1,86 @@
+"""Test a checkpoint with mmengine's Runner, as MMAction2's tools/test.py does.
+
+Usage: python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--dump X.pkl]
+       [--cfg-options k=v ...] [--launcher L]
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+from mmaction.registry import RUNNERS  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test an MSNet recognizer')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save metrics')
+    parser.add_argument('--dump', type=str,
+                        help='dump predictions to a .pkl file')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs')
+    parser.add_argument('--show-dir', help='save visualizations here')
+    parser.add_argument('--show', action='store_true',
+                        help='show predictions in a window')
+    parser.add_argument('--interval', type=int, default=1,
+                        help='visualize every this many samples')
+    parser.add_argument('--wait-time', type=float, default=2,
+                        help='display time of every window (s)')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def merge_args(cfg, args):
+    """Apply the command line to the config, as MMAction2's test.py does."""
+    if args.show or args.show_dir is not None:
+        visualization = cfg.default_hooks.get('visualization')
+        if visualization is None:
+            raise SystemExit('--show/--show-dir need a VisualizationHook in '
+                             'default_hooks.visualization')
+        visualization.update(enable=True, show=args.show,
+                             wait_time=args.wait_time,
+                             out_dir=args.show_dir, interval=args.interval)
+    if args.dump is not None:
+        if not args.dump.endswith(('.pkl', '.pickle')):
+            raise SystemExit(f'--dump must name a .pkl file, got {args.dump}')
+        evaluators = cfg.test_evaluator
+        evaluators = (list(evaluators) if isinstance(evaluators, (list, tuple))
+                      else [evaluators])
+        cfg.test_evaluator = evaluators + [
+            dict(type='DumpResults', out_file_path=args.dump)]
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
+    cfg.load_from = args.checkpoint
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = merge_args(Config.fromfile(args.config), args)
+    runner = (Runner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
