@@ -1,9 +1,7 @@
 """tools/visualize_motion.py and tools/demo.py end to end on a generated
-video, and MotionVisualizationHook in a Runner's validation."""
+video (their main(argv), in this process), and MotionVisualizationHook in a
+Runner's validation."""
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import decord
@@ -34,17 +32,6 @@ def load_tool(script):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def run_tool(script, *args, cwd):
-    """Run tools/<script> in a fresh interpreter; return its output."""
-    result = subprocess.run(
-        [sys.executable, str(REPO / 'tools' / script), *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    return output
 
 
 @pytest.fixture(scope='module')
@@ -105,13 +92,14 @@ def test_visualize_motion_names_a_missing_video(tmp_path, capsys):
 
 
 def test_demo_prints_top_labels_and_writes_the_labelled_video(
-        tmp_path, video_and_checkpoint):
+        tmp_path, capsys, video_and_checkpoint):
     video, checkpoint = video_and_checkpoint
     out = tmp_path / 'labelled.mp4'
-    output = run_tool('demo.py', DEMO_CONFIG, checkpoint, video,
-                      '--label-map', LABEL_MAP, '--out-filename', out,
-                      cwd=tmp_path)
-    lines = output.splitlines()
+    load_tool('demo.py').main([
+        str(DEMO_CONFIG), str(checkpoint), str(video), '--label-map',
+        str(LABEL_MAP), '--out-filename', str(out)
+    ])
+    lines = capsys.readouterr().out.splitlines()
     start = lines.index('The top-5 labels with their scores are:')
     top = [line.split(': ') for line in lines[start + 1:start + 5]]
     assert sorted(name for name, _ in top) == sorted(motion_classes(4))
