@@ -18,9 +18,11 @@ from msnet_plugin.datasets import (generate_motion_clip, motion_classes,
                                    write_video)
 from msnet_plugin.engine import MotionVisualizationHook
 from msnet_plugin.visualization import MotionGridLayout
+from msnet_plugin.visualization.inference import test_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+STHV1_CONFIG = REPO / 'configs' / 'msnet_tsm_r50_sthv1.py'
 HOOK_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic_motion_vis.py'
 LABEL_MAP = REPO / 'resources' / 'label_map_synthetic_motion.txt'
 
@@ -89,6 +91,15 @@ def test_visualize_motion_names_a_missing_video(tmp_path, capsys):
         ])
     assert (f'video not found: {tmp_path}/missing.mp4'
             in capsys.readouterr().err)
+
+
+def test_rawframe_test_pipeline_reads_a_video_file(video_and_checkpoint):
+    """sthv1 tests on rawframes: 8 segments sampled twice, three 256 px
+    crops; the tools read the same from an mp4 through decord."""
+    video, _ = video_and_checkpoint
+    data = test_pipeline(Config.fromfile(STHV1_CONFIG))(
+        dict(filename=str(video), label=-1, start_index=0, modality='RGB'))
+    assert data['inputs'].shape == (8 * 2 * 3, 3, 256, 256)
 
 
 def test_demo_prints_top_labels_and_writes_the_labelled_video(

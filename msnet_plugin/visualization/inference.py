@@ -10,14 +10,27 @@ from mmengine.fileio import list_from_file
 
 
 def test_pipeline(cfg: mmengine.Config) -> Compose:
-    """The config's ``test_pipeline``, else its test dataset's pipeline."""
-    if cfg.get('test_pipeline') is not None:
-        return Compose(cfg.test_pipeline)
-    try:
-        return Compose(cfg.test_dataloader.dataset.pipeline)
-    except AttributeError:
-        raise ValueError('the config has neither test_pipeline nor '
-                         'test_dataloader.dataset.pipeline') from None
+    """The config's test pipeline, made to read one video file.
+
+    The config's ``test_pipeline``, else its test dataset's pipeline. Input:
+    ``dict(filename=VIDEO, label=-1, start_index=0, modality='RGB')``, as
+    ``mmaction.apis.inference_recognizer`` builds it. A rawframe pipeline
+    (Something-Something's ``RawFrameDecode``) is switched to decord:
+    ``DecordInit`` first, ``DecordDecode`` in place of ``RawFrameDecode``.
+    """
+    steps = cfg.get('test_pipeline')
+    if steps is None:
+        try:
+            steps = cfg.test_dataloader.dataset.pipeline
+        except AttributeError:
+            raise ValueError('the config has neither test_pipeline nor '
+                             'test_dataloader.dataset.pipeline') from None
+    steps = [dict(step) for step in steps]
+    types = [step['type'] for step in steps]
+    if 'RawFrameDecode' in types:
+        steps[types.index('RawFrameDecode')] = dict(type='DecordDecode')
+        steps.insert(0, dict(type='DecordInit'))
+    return Compose(steps)
 
 
 def load_recognizer(config: str, checkpoint: Optional[str],
