@@ -18,7 +18,7 @@ from msnet_plugin.datasets import (generate_motion_clip, motion_classes,
                                    write_video)
 from msnet_plugin.engine import MotionVisualizationHook
 from msnet_plugin.visualization import MotionGridLayout
-from msnet_plugin.visualization.inference import test_pipeline
+from msnet_plugin.visualization.inference import video_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
@@ -97,7 +97,7 @@ def test_rawframe_test_pipeline_reads_a_video_file(video_and_checkpoint):
     """sthv1 tests on rawframes: 8 segments sampled twice, three 256 px
     crops; the tools read the same from an mp4 through decord."""
     video, _ = video_and_checkpoint
-    data = test_pipeline(Config.fromfile(STHV1_CONFIG))(
+    data = video_pipeline(Config.fromfile(STHV1_CONFIG))(
         dict(filename=str(video), label=-1, start_index=0, modality='RGB'))
     assert data['inputs'].shape == (8 * 2 * 3, 3, 256, 256)
 
@@ -129,13 +129,12 @@ def test_demo_prints_top_labels_and_writes_the_labelled_video(
     assert difference[120:, 120:].mean() < 15
 
 
-def hook_runner(tmp_path, interval, num_clips):
+def hook_runner(tmp_path, **hook_args):
     """The motion-vis demo config on 6 tiny validation clips, batches of 2."""
     cfg = Config.fromfile(HOOK_CONFIG)
     cfg.work_dir = str(tmp_path / 'work')
     cfg.custom_hooks = [
-        dict(type='MotionVisualizationHook', interval=interval,
-             num_clips=num_clips)
+        dict(type='MotionVisualizationHook', **hook_args)
     ]
     cfg.default_hooks.checkpoint.save_best = None  # Runner.val() only
     cfg.val_dataloader.update(batch_size=2, num_workers=0,
@@ -161,6 +160,13 @@ def test_hook_sends_motion_grids_to_the_visualizer_every_n_validations(
             assert image.size == layout.shape[::-1]
     # The hook removed its recorder: the MS module has no hook left.
     assert not runner.model.backbone.ms_layer2._forward_pre_hooks
+
+
+def test_hook_names_a_missing_motion_squeeze_before_running(tmp_path):
+    runner = hook_runner(tmp_path, module_name='backbone.ms_layer3')
+    with pytest.raises(ValueError, match="no MotionSqueeze module named "
+                       "'backbone.ms_layer3'"):
+        runner.val()
 
 
 @pytest.mark.parametrize('kwargs, message', [

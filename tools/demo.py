@@ -26,7 +26,7 @@ import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
 from msnet_plugin.datasets import write_video  # noqa: E402
 from msnet_plugin.visualization import save_gif  # noqa: E402
 from msnet_plugin.visualization.inference import (  # noqa: E402
-    class_names, load_recognizer, test_pipeline, top_k)
+    class_names, load_recognizer, top_k, video_pipeline)
 
 MIN_SHORT_SIDE = 224  # smaller videos are enlarged so the text is legible
 
@@ -85,7 +85,7 @@ def main(argv=None):
     args = parse_args(argv)
     model = load_recognizer(args.config, args.checkpoint, args.device)
     result = inference_recognizer(model, args.video,
-                                  test_pipeline(model.cfg))
+                                  video_pipeline(model.cfg))
     scores = result.pred_score.tolist()
     names = class_names(args.label_map, model.cfg, len(scores))
     top5 = top_k(scores, 5)

@@ -27,7 +27,7 @@ from msnet_plugin.visualization import (MotionRecorder,  # noqa: E402
                                         motion_gif_frames, motion_grid,
                                         save_gif, save_png, split_clips)
 from msnet_plugin.visualization.inference import (  # noqa: E402
-    class_names, load_recognizer, test_pipeline, top_k)
+    class_names, load_recognizer, top_k, video_pipeline)
 
 
 def parse_args(argv=None):
@@ -75,7 +75,7 @@ def main(argv=None):
               'frames, but only a trained one shows what the network '
               'learned.')
     model = load_recognizer(args.config, args.checkpoint, args.device)
-    data = test_pipeline(model.cfg)(
+    data = video_pipeline(model.cfg)(
         dict(filename=args.video, label=-1, start_index=0, modality='RGB'))
     with MotionRecorder(model, args.module) as recorder:
         result = inference_recognizer(model, data, test_pipeline=Compose([]))

@@ -58,6 +58,11 @@ class MotionVisualizationHook(Hook):
         self._recorder: Optional[MotionRecorder] = None
         self._drawn = 0
 
+    def before_run(self, runner) -> None:
+        # Name a model without MotionSqueeze (or a wrong module_name) now,
+        # not after the first training epoch.
+        MotionRecorder(runner.model, self.module_name)
+
     def before_val_epoch(self, runner) -> None:
         self._validations += 1
         if self._validations % self.interval or not is_main_process():

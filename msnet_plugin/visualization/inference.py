@@ -9,7 +9,7 @@ from mmengine.dataset import Compose
 from mmengine.fileio import list_from_file
 
 
-def test_pipeline(cfg: mmengine.Config) -> Compose:
+def video_pipeline(cfg: mmengine.Config) -> Compose:
     """The config's test pipeline, made to read one video file.
 
     The config's ``test_pipeline``, else its test dataset's pipeline. Input:

@@ -52,10 +52,12 @@ def flow_to_color(displacement: np.ndarray,
     # Screen angle: 0 = right, 90 = down (image y grows downwards).
     angle = np.degrees(np.arctan2(dy, dx)) % 360
     saturation = np.clip(np.hypot(dx, dy) / full_saturation, 0, 1)
-    hsv = np.stack(
-        [angle / 2, saturation * 255,
-         np.full_like(angle, 255)], axis=-1)  # OpenCV: H in [0, 180)
-    return cv2.cvtColor(np.rint(hsv).astype(np.uint8), cv2.COLOR_HSV2RGB)
+    hsv = np.stack([
+        np.rint(angle / 2) % 180,  # OpenCV's 8-bit hue: degrees / 2
+        np.rint(saturation * 255),
+        np.full_like(angle, 255)
+    ], axis=-1)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
 def colour_wheel(size: int) -> np.ndarray:
