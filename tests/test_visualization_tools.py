@@ -130,17 +130,21 @@ def test_demo_prints_top_labels_and_writes_the_labelled_video(
 
 
 def hook_runner(tmp_path, **hook_args):
-    """The motion-vis demo config on 6 tiny validation clips, batches of 2."""
+    """The motion-vis demo config on 6 tiny validation clips, batches of 2,
+    with MotionVisualizationHook(**hook_args)."""
     cfg = Config.fromfile(HOOK_CONFIG)
     cfg.work_dir = str(tmp_path / 'work')
     cfg.custom_hooks = [
         dict(type='MotionVisualizationHook', **hook_args)
     ]
     cfg.default_hooks.checkpoint.save_best = None  # Runner.val() only
-    cfg.val_dataloader.update(batch_size=2, num_workers=0,
-                              persistent_workers=False)
-    cfg.val_dataloader.dataset.update(
-        data_root=str(tmp_path / 'val'), num_videos=6, size=32, speed=4)
+    # Runner.val() builds the train loader too (RuntimeInfoHook reads
+    # max_iters): keep it tiny and out of the working directory.
+    for split, num_videos in (('train', 4), ('val', 6)):
+        loader = cfg[f'{split}_dataloader']
+        loader.update(batch_size=2, num_workers=0, persistent_workers=False)
+        loader.dataset.update(data_root=str(tmp_path / split),
+                              num_videos=num_videos, size=32, speed=4)
     return Runner.from_cfg(cfg)
 
 
