@@ -162,7 +162,7 @@ def test_random_msnet_colours_motion_with_the_legend_hue(random_msnet):
     for direction, clip, [(frames, disp, conf)] in zip(
             directions + ('still', ), clips, samples):
         np.testing.assert_array_equal(frames, clip)
-        # The last pair of a clip wraps the texture around: skip frame 7.
+        # Frame 7 repeats the maps of pair (6, 7).
         panels = np.stack([
             flow_to_color(resize_maps(d, 64, 64), 1.0) for d in disp[:7]
         ])
