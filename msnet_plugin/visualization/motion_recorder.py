@@ -15,7 +15,8 @@ import torch.nn as nn
 from ..models.motion_squeeze import MotionSqueeze
 
 
-def motion_squeeze_modules(model: nn.Module) -> List[Tuple[str, MotionSqueeze]]:
+def motion_squeeze_modules(
+        model: nn.Module) -> List[Tuple[str, MotionSqueeze]]:
     """(name, module) of every MotionSqueeze in ``model``, in module order."""
     return [(name, module) for name, module in model.named_modules()
             if isinstance(module, MotionSqueeze)]
