@@ -10,5 +10,6 @@ from . import compat
 compat.apply()
 
 from . import datasets, models  # noqa: E402,F401  (registers in mmaction's registries)
+from . import engine  # noqa: E402,F401  (registers MotionVisualizationHook)
 
 __version__ = '0.1.0'
