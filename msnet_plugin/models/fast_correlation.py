@@ -128,14 +128,17 @@ def _forward(f1: torch.Tensor, f2: torch.Tensor,
     batch, _, height, width = f1.shape
     side = 2 * max_disp + 1
     strip_rows = strip_rows_for(height)
-    output = f1.new_empty(batch, side, side, height // strip_rows,
-                          strip_rows, width)
+    # Returned as allocated (not a view), so that callers may ReLU in place.
+    output = f1.new_empty(batch, side * side, height, width)
+    output_strips = output.view(batch, side, side, height // strip_rows,
+                                strip_rows, width)
     for clip in range(batch):
         f1_strips, f2_windows = _clip_strips(f1[clip], f2[clip], max_disp,
                                              strip_rows)
         strips = torch.bmm(f1_strips, f2_windows)  # (S, G*W, N)
-        output[clip].copy_(_window_view(strips, height, width, max_disp))
-    return output.view(batch, side * side, height, width)
+        output_strips[clip].copy_(
+            _window_view(strips, height, width, max_disp))
+    return output
 
 
 def _backward(grad_output: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor,
@@ -153,8 +156,6 @@ def _backward(grad_output: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor,
     num_strips = height // strip_rows
     padded_width = width + 2 * max_disp
     window_rows = strip_rows + 2 * max_disp
-    grad_output = grad_output.reshape(batch, side, side, num_strips,
-                                      strip_rows, width)
     # Entries outside the window stay zero: only the window is ever written.
     strip_grad = f1.new_zeros(num_strips, strip_rows * width,
                               window_rows * padded_width)
@@ -163,7 +164,8 @@ def _backward(grad_output: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor,
     grad_f2 = torch.empty_like(f2) if needs_grad[1] else None
     padded_grad = f1.new_empty(channels, height + 2 * max_disp, padded_width)
     for clip in range(batch):
-        strip_grad_window.copy_(grad_output[clip])
+        strip_grad_window.copy_(grad_output[clip].reshape(
+            side, side, num_strips, strip_rows, width))
         f1_strips, f2_windows = _clip_strips(f1[clip], f2[clip], max_disp,
                                              strip_rows)
         if grad_f1 is not None:
