@@ -78,9 +78,10 @@ class MotionSqueeze(nn.Module):
         temperature (float): softmax temperature of the soft-argmax (100).
         out_channels (int, optional): channels of the motion features;
             defaults to ``in_channels`` (they are added to the input).
-        correlation_impl (str): the correlation kernel, one of
-            ``msnet_plugin.models.correlation.IMPLEMENTATIONS``; ``'auto'``
-            picks the fastest that works on the input's device.
+        correlation_impl (str, optional): the correlation kernel, one of
+            ``msnet_plugin.models.correlation.IMPLEMENTATIONS``; None (the
+            default) follows the process default, ``'auto'`` unless set by
+            ``set_default_correlation_impl``.
     """
 
     def __init__(self,
@@ -91,7 +92,7 @@ class MotionSqueeze(nn.Module):
                  sigma: float = 5.0,
                  temperature: float = 100.0,
                  out_channels: int = None,
-                 correlation_impl: str = 'auto'):
+                 correlation_impl: str = None):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         if num_segments < 2:
@@ -107,7 +108,7 @@ class MotionSqueeze(nn.Module):
                             ('temperature', temperature)):
             if value <= 0:
                 raise ValueError(f'{name} must be positive, got {value}')
-        if correlation_impl not in IMPLEMENTATIONS:
+        if correlation_impl not in IMPLEMENTATIONS + (None, ):
             raise ValueError(f'correlation_impl must be one of '
                              f'{IMPLEMENTATIONS}, got {correlation_impl!r}')
         self.correlation_impl = correlation_impl
