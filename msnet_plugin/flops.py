@@ -141,9 +141,22 @@ def build_recognizer(cfg, num_frames: int = None) -> nn.Module:
         if num_frames < 1:
             raise ValueError(f'num_frames must be >= 1, got {num_frames}')
         for part in ('backbone', 'cls_head'):
-            if 'num_segments' in model_cfg.get(part, {}):
+            if part in model_cfg and _takes_num_segments(model_cfg[part]):
                 model_cfg[part]['num_segments'] = num_frames
     return MODELS.build(model_cfg)
+
+
+def _takes_num_segments(part_cfg: dict) -> bool:
+    """Whether the registered class of ``part_cfg`` (or a parent) has a
+    ``num_segments`` argument (ResNetTSM defaults it to 8 without saying)."""
+    import inspect
+    from mmaction.registry import MODELS
+    if 'num_segments' in part_cfg:
+        return True
+    cls = MODELS.get(part_cfg.get('type', ''))
+    return cls is not None and any(
+        'num_segments' in inspect.signature(klass.__init__).parameters
+        for klass in inspect.getmro(cls) if '__init__' in vars(klass))
 
 
 def recognizer_input_shape(model: nn.Module, num_frames: int, height: int,
