@@ -183,6 +183,18 @@ def correlation_step(impl: str, batch: int, channels: int, size: int,
     return step
 
 
+def write_report(out_dir: str, stem: str, data, table: str) -> None:
+    """Write ``data`` to OUT_DIR/STEM.json and the markdown ``table`` to
+    OUT_DIR/STEM.md, and print the table."""
+    import json
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f'{stem}.json'), 'w') as out:
+        json.dump(data, out, indent=1)
+    with open(os.path.join(out_dir, f'{stem}.md'), 'w') as out:
+        out.write(table)
+    print(table)
+
+
 def ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, NaN when the denominator is not positive."""
     return numerator / denominator if denominator > 0 else float('nan')

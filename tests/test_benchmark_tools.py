@@ -1,5 +1,4 @@
 """Measurement helpers, tools/benchmark.py and tools/compare_zoo.py."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -8,17 +7,9 @@ import sys
 
 import pytest
 
+from toolbox import load_tool
+
 from msnet_plugin import benchmarking as bench
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_alternating_medians_rotate_and_take_medians(monkeypatch):

@@ -1,22 +1,13 @@
 """FLOP counting with the correlation handle, and tools/get_flops.py."""
-import importlib.util
 import os.path as osp
 
 import torch
 from mmengine.analysis import FlopAnalyzer
 
+from toolbox import ROOT, load_tool
+
 from msnet_plugin.flops import model_complexity
 from msnet_plugin.models import MotionSqueeze
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_correlation_counted_as_channels_times_window_times_pixels():

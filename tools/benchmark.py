@@ -334,13 +334,7 @@ def main(argv=None):
     if not args.no_correlation:
         report['correlation'] = run_correlation(args, device)
     report['seconds'] = time.time() - started
-    os.makedirs(args.out_dir, exist_ok=True)
-    table = markdown(report)
-    with open(osp.join(args.out_dir, 'benchmark.json'), 'w') as out:
-        json.dump(report, out, indent=1)
-    with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as out:
-        out.write(table)
-    print(table)
+    bench.write_report(args.out_dir, 'benchmark', report, markdown(report))
     return report
 
 

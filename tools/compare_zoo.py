@@ -20,8 +20,6 @@ Writes DIR/compare_zoo.md and DIR/compare_zoo.json
 (default work_dirs/compare_zoo).
 """
 import argparse
-import json
-import os
 import os.path as osp
 import sys
 
@@ -194,13 +192,8 @@ def main(argv=None):
         entries += msnet_entries([dataset])
         entries += zoo_entries([dataset])
     measure(entries, args)
-    os.makedirs(args.out_dir, exist_ok=True)
-    table = markdown(entries, args)
-    with open(osp.join(args.out_dir, 'compare_zoo.json'), 'w') as out:
-        json.dump(entries, out, indent=1)
-    with open(osp.join(args.out_dir, 'compare_zoo.md'), 'w') as out:
-        out.write(table)
-    print(table)
+    bench.write_report(args.out_dir, 'compare_zoo', entries,
+                       markdown(entries, args))
     return entries
 
 
