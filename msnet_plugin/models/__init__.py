@@ -1,10 +1,12 @@
 """MotionSqueeze models, registered in ``mmaction.registry.MODELS``."""
-from .correlation import local_correlation
+from .correlation import (local_correlation, local_correlation_reference,
+                          set_default_correlation_impl)
 from .motion_squeeze import MotionSqueeze, kernel_soft_argmax
 from .ms_neck import MotionSqueezeNeck
 from .ms_resnet_tsm import MSResNetTSM
 
 __all__ = [
-    'local_correlation', 'kernel_soft_argmax', 'MotionSqueeze',
+    'local_correlation', 'local_correlation_reference',
+    'set_default_correlation_impl', 'kernel_soft_argmax', 'MotionSqueeze',
     'MSResNetTSM', 'MotionSqueezeNeck'
 ]

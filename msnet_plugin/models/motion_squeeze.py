@@ -10,7 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmaction.registry import MODELS
 
-from .correlation import local_correlation
+from .correlation import IMPLEMENTATIONS, local_correlation
+from .soft_argmax import GaussianSoftArgmax
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1,
@@ -57,25 +58,10 @@ def kernel_soft_argmax(correlation: torch.Tensor, patch_size: int,
         channel 1 = dy, divided by d so both lie in [-1, 1]; confidence
         (B, 1, H, W), the maximum of the correlation over displacements.
     """
-    batch, _, height, width = correlation.shape
-    max_disp = patch_size // 2
     confidence, best_index = correlation.max(dim=1, keepdim=True)
-    best_y = torch.div(best_index, patch_size, rounding_mode='floor')
-    best_x = best_index - best_y * patch_size
-    grid = torch.arange(patch_size, device=correlation.device,
-                        dtype=correlation.dtype).view(1, patch_size, 1, 1)
-    # Separable Gaussian: (B, P, 1, H, W) * (B, 1, P, H, W) -> (B, P, P, H, W).
-    gauss_y = torch.exp(-(grid - best_y).pow(2) / (2 * sigma**2))
-    gauss_x = torch.exp(-(grid - best_x).pow(2) / (2 * sigma**2))
-    gaussian = gauss_y.unsqueeze(2) * gauss_x.unsqueeze(1)
-    logits = correlation.view(batch, patch_size, patch_size, height, width)
-    logits = (logits * gaussian * temperature).view(batch, -1, height, width)
-    prob = F.softmax(logits, dim=1).view(batch, patch_size, patch_size,
-                                         height, width)
-    offsets = (grid - max_disp) / max_disp
-    dy = (prob.sum(dim=2) * offsets).sum(dim=1, keepdim=True)
-    dx = (prob.sum(dim=1) * offsets).sum(dim=1, keepdim=True)
-    return torch.cat([dx, dy], dim=1), confidence
+    displacement = GaussianSoftArgmax.apply(correlation, best_index,
+                                            patch_size, sigma, temperature)
+    return displacement, confidence
 
 
 @MODELS.register_module()
@@ -92,6 +78,10 @@ class MotionSqueeze(nn.Module):
         temperature (float): softmax temperature of the soft-argmax (100).
         out_channels (int, optional): channels of the motion features;
             defaults to ``in_channels`` (they are added to the input).
+        correlation_impl (str, optional): the correlation kernel, one of
+            ``msnet_plugin.models.correlation.IMPLEMENTATIONS``; None (the
+            default) follows the process default, ``'auto'`` unless set by
+            ``set_default_correlation_impl``.
     """
 
     def __init__(self,
@@ -101,7 +91,8 @@ class MotionSqueeze(nn.Module):
                  patch_size: int = 15,
                  sigma: float = 5.0,
                  temperature: float = 100.0,
-                 out_channels: int = None):
+                 out_channels: int = None,
+                 correlation_impl: str = None):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         if num_segments < 2:
@@ -117,6 +108,10 @@ class MotionSqueeze(nn.Module):
                             ('temperature', temperature)):
             if value <= 0:
                 raise ValueError(f'{name} must be positive, got {value}')
+        if correlation_impl not in IMPLEMENTATIONS + (None, ):
+            raise ValueError(f'correlation_impl must be one of '
+                             f'{IMPLEMENTATIONS}, got {correlation_impl!r}')
+        self.correlation_impl = correlation_impl
         self.in_channels = in_channels
         self.num_segments = num_segments
         self.patch_size = patch_size
@@ -173,8 +168,11 @@ class MotionSqueeze(nn.Module):
             -1, self.num_segments, channels, height, width)
         current = features[:, :-1].reshape(-1, channels, height, width)
         following = features[:, 1:].reshape(-1, channels, height, width)
+        # In place: no kernel keeps its output for backward.
         correlation = F.relu(
-            local_correlation(current, following, self.patch_size // 2))
+            local_correlation(current, following, self.patch_size // 2,
+                              impl=self.correlation_impl),
+            inplace=True)
         displacement, confidence = kernel_soft_argmax(
             correlation, self.patch_size, self.sigma, self.temperature)
         return (self._repeat_last_pair(displacement),
