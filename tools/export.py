@@ -43,6 +43,8 @@ EXPORT_BATCH_SIZE = 2
 #: Batch sizes the export is checked on, both other than the traced one, so
 #: the check also shows that the batch axis is dynamic.
 CHECK_BATCH_SIZES = (1, 3)
+PLAIN_HINT = ('if the model has a correlation path that the exporter cannot '
+              'trace, export with --plain-correlation')
 
 
 def parse_args(argv=None):
@@ -113,7 +115,12 @@ def check_export(module, run_export, num_segments, shape, atol):
         frames = example_frames(num_segments, shape, batch_size, seed=seed)
         with torch.no_grad():
             expected = module(frames)
-            exported = run_export(frames)
+            try:
+                exported = run_export(frames)
+            except Exception as error:  # onnxruntime's or TorchScript's
+                raise SystemExit(
+                    f'the export fails on a batch of {batch_size} '
+                    f'({type(error).__name__}: {error}); {PLAIN_HINT}')
         if exported.shape != expected.shape:
             raise SystemExit(
                 f'the export returned scores of shape {tuple(exported.shape)}'
@@ -125,7 +132,7 @@ def check_export(module, run_export, num_segments, shape, atol):
         worst = max(worst, difference)
     if worst > atol:
         raise SystemExit(f'the export differs from PyTorch by {worst:.2e} > '
-                         f'--atol {atol}')
+                         f'--atol {atol}; {PLAIN_HINT}')
     return worst
 
 
