@@ -14,13 +14,13 @@ onnx, onnxruntime and onnxscript (the ``deploy`` extra) are imported only by
 the functions that need them.
 """
 from .frames_to_scores import (FramesToScores, build_frames_to_scores,
-                               config_num_segments)
+                               model_num_segments)
 from .onnx_export import export_onnx, nonstandard_onnx_ops, onnxruntime_scores
 from .plain_path import plain_correlation
 from .speed import compare_inference_speed
 
 __all__ = [
-    'FramesToScores', 'build_frames_to_scores', 'config_num_segments',
+    'FramesToScores', 'build_frames_to_scores', 'model_num_segments',
     'export_onnx', 'nonstandard_onnx_ops', 'onnxruntime_scores',
     'plain_correlation', 'compare_inference_speed'
 ]

@@ -79,17 +79,18 @@ class FramesToScores(nn.Module):
         return scores.reshape(frames.shape[0], -1)
 
 
-def config_num_segments(cfg: Config) -> int:
-    """T of a config: ``model.backbone.num_segments``, checked against the
-    head's and a MotionSqueezeNeck's ``num_segments`` where they have one."""
-    model = cfg.model
-    num_segments = model.get('backbone', {}).get('num_segments')
+def model_num_segments(recognizer: Recognizer2D) -> int:
+    """T of a built recognizer: its backbone's ``num_segments`` (set in the
+    config or the backbone's default), checked against the head's and the
+    neck's where they have one."""
+    num_segments = getattr(recognizer.backbone, 'num_segments', None)
     if num_segments is None:
         raise ValueError(
-            'the config does not set model.backbone.num_segments, so the '
-            'frames per clip of the exported graph are unknown')
+            f'the backbone {type(recognizer.backbone).__name__} has no '
+            'num_segments, so the frames per clip of the exported graph are '
+            'unknown')
     for part in ('cls_head', 'neck'):
-        other = (model.get(part) or {}).get('num_segments')
+        other = getattr(getattr(recognizer, part, None), 'num_segments', None)
         if other is not None and other != num_segments:
             raise ValueError(
                 f'the config is inconsistent: model.{part}.num_segments='
@@ -111,8 +112,9 @@ def build_frames_to_scores(config,
             ``backbone.pretrained`` is never loaded: a checkpoint holds
             every weight.
         num_segments (int, optional): T the caller expects; a clear error if
-            it is not the config's (the graph's reshapes are built for the
-            config's T). None takes the config's.
+            it is not the model's (``model.backbone.num_segments``, or the
+            backbone's default when the config does not set it): the graph's
+            reshapes are built for that T. None takes the model's.
         cfg_options (dict, optional): overrides merged into the config.
         device (str): where the model goes.
 
@@ -123,7 +125,12 @@ def build_frames_to_scores(config,
     cfg = copy.deepcopy(cfg)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    config_segments = config_num_segments(cfg)
+    init_default_scope(cfg.get('default_scope', 'mmaction'))
+    model_cfg = copy.deepcopy(cfg.model)
+    if 'pretrained' in model_cfg.get('backbone', {}):
+        model_cfg.backbone.pretrained = None
+    recognizer = MODELS.build(model_cfg)
+    config_segments = model_num_segments(recognizer)
     if num_segments is not None and num_segments != config_segments:
         raise ValueError(
             f'--num-segments {num_segments} does not match the config, which '
@@ -134,11 +141,6 @@ def build_frames_to_scores(config,
             f'model.backbone.num_segments={num_segments} '
             f'model.cls_head.num_segments={num_segments} (then the checkpoint '
             'must be trained with that many segments).')
-    init_default_scope(cfg.get('default_scope', 'mmaction'))
-    model_cfg = copy.deepcopy(cfg.model)
-    if 'pretrained' in model_cfg.get('backbone', {}):
-        model_cfg.backbone.pretrained = None
-    recognizer = MODELS.build(model_cfg)
     if checkpoint is None:
         recognizer.init_weights()
     else:
