@@ -5,6 +5,9 @@ _base_ = ('mmaction::recognition/tsm/'
           'tsm_imagenet-pretrained-mobilenetv2_8xb16-1x1x8-100e_kinetics400-rgb.py')
 
 custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
+# Logs which model tensors a load_from/resume checkpoint filled, which are
+# new and which went unused (see README, "Warm start from the model zoo").
+custom_hooks = [dict(type='CheckpointKeysReportHook')]
 
 model = dict(
     # Two levels (the 320-channel stage and the final 1280-channel conv), as

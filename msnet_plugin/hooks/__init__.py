@@ -1,0 +1,5 @@
+"""Hooks of the plugin, registered in ``mmaction.registry.HOOKS``."""
+from .checkpoint_keys_report_hook import (CheckpointKeysReportHook,
+                                          compare_checkpoint_keys)
+
+__all__ = ['CheckpointKeysReportHook', 'compare_checkpoint_keys']
