@@ -76,6 +76,15 @@ def shrink(pipeline, test):
     return shrunk
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny inputs: with several torch threads on a shared CPU, thread
+    hand-offs cost far more than the arithmetic (measured 5x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
     """One 16-frame clip in each layout: {layout: (ann_file, prefix)}."""
