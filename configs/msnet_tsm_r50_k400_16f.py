@@ -9,21 +9,11 @@ model = dict(
     cls_head=dict(num_segments=num_segments))
 
 # The 8-frame pipelines, densely sampling `num_segments` frames per clip.
-train_pipeline = [
-    dict(step, num_clips=num_segments)
-    if step.type == 'DenseSampleFrames' else step
-    for step in _base_.train_pipeline
-]
-val_pipeline = [
-    dict(step, num_clips=num_segments)
-    if step.type == 'DenseSampleFrames' else step
-    for step in _base_.val_pipeline
-]
-test_pipeline = [
-    dict(step, num_clips=num_segments)
-    if step.type == 'DenseSampleFrames' else step
-    for step in _base_.test_pipeline
-]
+train_pipeline, val_pipeline, test_pipeline = (
+    [dict(step, num_clips=num_segments)
+     if step.type == 'DenseSampleFrames' else step
+     for step in pipeline] for pipeline in
+    (_base_.train_pipeline, _base_.val_pipeline, _base_.test_pipeline))
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -12,20 +12,12 @@ from mmengine.hub import get_config
 from mmengine.runner import Runner
 
 from msnet_plugin.hooks import compare_checkpoint_keys
+from test_recipes import one_thread  # noqa: F401  (autouse fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 TSM_ZOO_CONFIG = ('mmaction::recognition/tsm/'
                   'tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py')
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs: with several torch threads on a shared CPU, thread
-    hand-offs cost far more than the arithmetic (measured 5x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 def save_random_checkpoint(model_cfg, path):
     """Build ``model_cfg`` (no pretrained weights), fill every float tensor
