@@ -4,7 +4,7 @@ Each config runs in this process through mmengine's Runner (no interpreter
 start-up per config) on a tiny generated dataset in that config's own layout
 (rawframes for sthv1, videos otherwise): one clip, batch 1, no workers. The
 pipelines are the config's own (same transforms, frame sampling and test
-views) with two reductions so that 13 models fit a few CPU minutes:
+views) with two reductions so that 11 models fit a few CPU minutes:
 
 - every spatial size is divided by 14 (resize to 18 instead of 256, crop 16
   instead of 224); the models are fully convolutional, so only the cost
