@@ -14,11 +14,12 @@
 # config's variables have been evaluated into the annotation file names.)
 _base_ = './msnet_tsm_r50_k400_16f.py'
 
-split = int('{{$HMDB51_SPLIT:1}}')
-if split not in (1, 2, 3):
+split = '{{$HMDB51_SPLIT:1}}'
+if split not in ('1', '2', '3'):
     raise ValueError(
         f'HMDB51_SPLIT must be 1, 2 or 3 (the three official HMDB51 '
-        f'splits), got {split}')
+        f'splits), got {split!r}')
+split = int(split)
 
 # Kinetics-400 MSNet weights: every backbone and MS weight loads; the
 # 400-class fc does not fit the 51-class head, is reported as a size

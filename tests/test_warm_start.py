@@ -123,6 +123,8 @@ def test_hmdb51_default_split_and_bad_split(monkeypatch):
     monkeypatch.delenv('HMDB51_SPLIT', raising=False)
     cfg = Config.fromfile(REPO / 'configs' / 'msnet_tsm_r50_hmdb51_ft.py')
     assert cfg.split == 1
-    monkeypatch.setenv('HMDB51_SPLIT', '4')
-    with pytest.raises(ValueError, match='HMDB51_SPLIT must be 1, 2 or 3'):
-        Config.fromfile(REPO / 'configs' / 'msnet_tsm_r50_hmdb51_ft.py')
+    for bad in ('4', 'two'):
+        monkeypatch.setenv('HMDB51_SPLIT', bad)
+        with pytest.raises(ValueError,
+                           match=f"HMDB51_SPLIT must be 1, 2 or 3 .*'{bad}'"):
+            Config.fromfile(REPO / 'configs' / 'msnet_tsm_r50_hmdb51_ft.py')
