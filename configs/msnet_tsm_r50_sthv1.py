@@ -9,6 +9,9 @@ _base_ = ('mmaction::recognition/tsm/'
           'tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py')
 
 custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
+# Logs which model tensors a load_from/resume checkpoint filled, which are
+# new and which went unused (see README, "Warm start from the model zoo").
+custom_hooks = [dict(type='CheckpointKeysReportHook')]
 
 # The only model change: ResNetTSM -> MSResNetTSM (all ResNetTSM arguments
 # stay as inherited). ms_cfg takes MotionSqueeze overrides for ablations.

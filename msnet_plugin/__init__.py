@@ -9,7 +9,6 @@ from . import compat
 
 compat.apply()
 
-from . import datasets, models  # noqa: E402,F401  (registers in mmaction's registries)
-from . import engine  # noqa: E402,F401  (registers MotionVisualizationHook)
+from . import datasets, hooks, models  # noqa: E402,F401  (registers in mmaction's registries)
 
 __version__ = '0.1.0'

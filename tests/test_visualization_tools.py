@@ -16,7 +16,7 @@ from PIL import Image
 
 from msnet_plugin.datasets import (generate_motion_clip, motion_classes,
                                    write_video)
-from msnet_plugin.engine import MotionVisualizationHook
+from msnet_plugin.hooks import MotionVisualizationHook
 from msnet_plugin.visualization import MotionGridLayout
 from msnet_plugin.visualization.inference import video_pipeline
 

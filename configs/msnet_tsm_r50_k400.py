@@ -1,0 +1,15 @@
+# MSNet-R50, 8 frames, Kinetics-400 videos: MMAction2's own TSM-R50 Kinetics
+# recipe with dense sampling (8 frames, one every 8, from a 64-frame window;
+# test: 10 windows x 10 crops) and a plain horizontal flip (no label map:
+# Kinetics classes are mirror-symmetric), plus one MotionSqueeze between
+# layer2 and layer3. The schedule is MMAction2's (50 epochs, lr 0.02 for
+# 8 x 16 clips, steps at 25 and 45), not the paper's 75 epochs.
+_base_ = ('mmaction::recognition/tsm/'
+          'tsm_imagenet-pretrained-r50_8xb16-dense-1x1x8-50e_kinetics400-rgb.py')
+
+custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
+# Logs which model tensors a load_from/resume checkpoint filled, which are
+# new and which went unused (see README, "Warm start from the model zoo").
+custom_hooks = [dict(type='CheckpointKeysReportHook')]
+
+model = dict(backbone=dict(type='MSResNetTSM', ms_stages=(1, ), ms_cfg=dict()))

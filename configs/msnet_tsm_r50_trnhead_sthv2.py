@@ -1,0 +1,19 @@
+# MS mixed into an existing MMAction2 model: MMAction2's own TRN-R50 sthv2
+# recipe (data, schedule, TRN's multi-scale relation head over 8 segments)
+# with the MSNet backbone (TSM ResNet-50 + MotionSqueeze after layer2)
+# instead of TRN's plain ResNet-50.
+_base_ = ('mmaction::recognition/trn/'
+          'trn_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py')
+
+custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
+# Logs which model tensors a load_from/resume checkpoint filled, which are
+# new and which went unused (see README, "Warm start from the model zoo").
+custom_hooks = [dict(type='CheckpointKeysReportHook')]
+
+model = dict(
+    backbone=dict(
+        type='MSResNetTSM',
+        num_segments=8,  # = TRNHead's num_segments
+        shift_div=8,
+        ms_stages=(1, ),
+        ms_cfg=dict()))

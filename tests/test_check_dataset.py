@@ -1,0 +1,123 @@
+"""tools/check_dataset.py on good and broken tiny datasets of both layouts."""
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from msnet_plugin.datasets import (generate_rawframe_dataset,
+                                   generate_video_dataset)
+
+REPO = Path(__file__).resolve().parents[1]
+STHV1 = REPO / 'configs' / 'msnet_tsm_r50_sthv1.py'  # rawframes, 174 classes
+STHV2 = REPO / 'configs' / 'msnet_tsm_r50_sthv2.py'  # videos, 174 classes
+
+spec = importlib.util.spec_from_file_location(
+    'check_dataset', REPO / 'tools' / 'check_dataset.py')
+check_dataset = importlib.util.module_from_spec(spec)
+# Registered so that worker processes can unpickle its functions.
+sys.modules['check_dataset'] = check_dataset
+spec.loader.exec_module(check_dataset)
+
+
+def data_options(split, ann_file, prefix):
+    return ['--cfg-options', f'{split}_dataloader.dataset.ann_file={ann_file}'
+            ] + [f'{split}_dataloader.dataset.data_prefix.{k}={v}'
+                 for k, v in prefix.items()]
+
+
+@pytest.fixture
+def videos(tmp_path):
+    root = tmp_path / 'videos'
+    ann_file = generate_video_dataset(root, num_videos=3, seed=0,
+                                      num_frames=4, size=32, speed=4)
+    return Path(ann_file), root
+
+
+@pytest.fixture
+def rawframes(tmp_path):
+    root = tmp_path / 'frames'
+    ann_file = generate_rawframe_dataset(root, num_videos=3, seed=0,
+                                         num_frames=4, size=32, speed=4)
+    return Path(ann_file), root / 'rawframes'
+
+
+def run_check(config, split, ann_file, prefix, capsys):
+    status = check_dataset.main(
+        [str(config), '--split', split] +
+        data_options(split, ann_file, prefix))
+    return status, capsys.readouterr().out
+
+
+def test_good_datasets_pass(videos, rawframes, capsys):
+    ann_file, root = videos
+    status, out = run_check(STHV2, 'train', ann_file, dict(video=root),
+                            capsys)
+    assert status == 0 and 'checking 3 clips' in out and 'train: OK' in out
+    ann_file, root = rawframes
+    status, out = run_check(STHV1, 'val', ann_file, dict(img=root), capsys)
+    assert status == 0 and 'val: OK' in out
+
+
+def test_broken_videos_are_each_named(videos, capsys):
+    ann_file, root = videos
+    (root / 'videos' / '00000.mp4').unlink()
+    (root / 'videos' / '00001.mp4').write_bytes(b'not a video')
+    lines = ann_file.read_text().splitlines()
+    lines[2] = lines[2].split()[0] + ' 174'  # the head has classes 0..173
+    ann_file.write_text('\n'.join(lines) + '\n')
+    status, out = run_check(STHV2, 'train', ann_file, dict(video=root),
+                            capsys)
+    assert status == 1
+    assert 'train: 3 problem(s)' in out
+    assert f'{root}/videos/00000.mp4: video file not found' in out
+    assert f'{root}/videos/00001.mp4: decord cannot decode it' in out
+    assert (f'{root}/videos/00002.mp4: label 174 is outside [0, 174)'
+            in out)
+
+
+def test_broken_rawframes_are_each_named(rawframes, capsys):
+    ann_file, root = rawframes
+    (root / '00000' / '00004.jpg').unlink()  # last frame of clip 0
+    (root / '00001' / '00001.jpg').write_bytes(b'not a jpeg')
+    shutil.rmtree(root / '00002')
+    status, out = run_check(STHV1, 'train', ann_file, dict(img=root),
+                            capsys)
+    assert status == 1
+    assert f'{root}/00000/00004.jpg: frame file not found' in out
+    assert f'{root}/00001/00001.jpg: cannot decode the image' in out
+    assert f'{root}/00002: frame folder not found' in out
+
+
+def test_missing_and_malformed_annotation_files(rawframes, tmp_path, capsys):
+    _, root = rawframes
+    missing = tmp_path / 'missing.txt'
+    status, out = run_check(STHV1, 'test', missing, dict(img=root), capsys)
+    assert status == 1
+    assert f'{missing}: annotation file not found (test split)' in out
+    malformed = tmp_path / 'videos_list.txt'
+    malformed.write_text('some/video.mp4\n')  # no frame count, no label
+    status, out = run_check(STHV1, 'train', malformed, dict(img=root),
+                            capsys)
+    assert status == 1
+    assert f'{malformed}: cannot parse it as a RawframeDataset' in out
+    # A video list read as rawframes: the "frame count" is the label and
+    # RawframeDataset gives the missing label -1.
+    malformed.write_text('some/video.mp4 3\n')
+    status, out = run_check(STHV1, 'train', malformed, dict(img=root),
+                            capsys)
+    assert status == 1
+    assert f'{root}/some/video.mp4: frame folder not found' in out
+    assert f'{root}/some/video.mp4: label -1 is outside [0, 174)' in out
+
+
+def test_parallel_workers_report_the_same(videos, capsys):
+    ann_file, root = videos
+    (root / 'videos' / '00002.mp4').unlink()
+    status = check_dataset.main(
+        [str(STHV2), '--split', 'val', '--workers', '2'] +
+        data_options('val', ann_file, dict(video=root)))
+    out = capsys.readouterr().out
+    assert status == 1 and 'val: 1 problem(s)' in out
+    assert f'{root}/videos/00002.mp4: video file not found' in out
