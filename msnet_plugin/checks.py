@@ -94,3 +94,16 @@ def check_segment_counts(model_cfg: dict) -> Dict[str, int]:
                 'of ms_cfg, it follows the backbone')
         counts['model.backbone.ms_cfg.num_segments'] = ms_segments
     return counts
+
+
+def require_checkpoint_match(cfg) -> None:
+    """Add ``CheckpointMatchHook`` to ``cfg.custom_hooks`` unless it is
+    there, so that testing or resuming a checkpoint that does not fit the
+    model stops with a list of the differences (tools/test.py, and
+    tools/train.py with ``--resume``)."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(
+            str(hook.get('type', '')).split('.')[-1] == 'CheckpointMatchHook'
+            for hook in hooks if isinstance(hook, dict)):
+        hooks.append(dict(type='CheckpointMatchHook'))
+    cfg.custom_hooks = hooks
