@@ -401,8 +401,8 @@ def test_nan_loss_stops_naming_iteration_and_keeps_checkpoint(tmp_path):
     cfg.train_dataloader.dataset.skip_bad_samples = True
     Runner.from_cfg(copy.deepcopy(cfg)).train_dataloader  # generate videos
     damage(tmp_path / 'data' / 'videos' / '00002.mp4', 'corrupt')
-    cfg.custom_hooks.append(PoisonWeightsAtIteration(2))
     runner = Runner.from_cfg(cfg)
+    runner.register_hook(PoisonWeightsAtIteration(2))
     with pytest.raises(InvalidLossError) as error:
         runner.train()
     assert str(error.value) == (
