@@ -197,6 +197,10 @@ def test_sigkill_during_save_and_mid_epoch_then_resume(tmp_path):
     assert sorted(uninterrupted) == epoch_1 + epoch_2
     assert sorted(killed_run) in ([], epoch_2[:1])  # killed as it logged
     assert sorted(final_run) == epoch_2
+    for step in epoch_2:  # shown by pytest -rP
+        print(f'epoch 2 iteration {step[1]}: uninterrupted '
+              f'{uninterrupted[step]!r}, killed mid-epoch '
+              f'{killed_run.get(step)!r}, resumed {final_run[step]!r}')
     for losses in (killed_run, final_run):
         for key, loss in losses.items():
             assert loss == pytest.approx(uninterrupted[key],
