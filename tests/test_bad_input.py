@@ -2,6 +2,7 @@
 segment counts, checkpoints that do not fit, malicious checkpoints, NaN
 losses. Each test asserts the message a user sees."""
 import copy
+import functools
 import importlib.util
 import os
 import pickle
@@ -15,7 +16,6 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 from mmaction.registry import MODELS
 from torch.utils.data import DataLoader
@@ -32,15 +32,17 @@ DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
 NUM_SEGMENTS = 8
 
 
+@functools.lru_cache(maxsize=1)
+def demo_val_pipeline():
+    return Config.fromfile(DEMO_CONFIG).val_pipeline
+
+
 def video_pipeline(test_mode=False):
-    return [
-        dict(type='DecordInit'),
-        dict(type='SampleFrames', clip_len=1, frame_interval=1,
-             num_clips=NUM_SEGMENTS, test_mode=test_mode),
-        dict(type='DecordDecode'),
-        dict(type='FormatShape', input_format='NCHW'),
-        dict(type='PackActionInputs')
-    ]
+    """The demo's decord pipeline (8 segments), in train or test mode."""
+    pipeline = copy.deepcopy(demo_val_pipeline())
+    [sample_frames] = [t for t in pipeline if t['type'] == 'SampleFrames']
+    sample_frames['test_mode'] = test_mode
+    return pipeline
 
 
 def write_video_list(folder, num_frames=(8, 8, 8, 8), labels=None):

@@ -11,7 +11,6 @@ equal those of the first, uninterrupted, run.
 import glob
 import json
 import os
-import re
 import signal
 import subprocess
 import sys

@@ -41,7 +41,7 @@ class CheckInvalidLossHook(Hook):
         loss = (outputs or {}).get('loss')
         if loss is None:
             return
-        value = float(loss)
+        value = float(loss.detach() if hasattr(loss, 'detach') else loss)
         if math.isfinite(value):
             return
         last_checkpoint = runner.message_hub.get_info('last_ckpt')
