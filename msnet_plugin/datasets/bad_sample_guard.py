@@ -18,6 +18,7 @@ import logging
 from typing import List, Optional
 
 import torch
+from mmengine.dataset import BaseDataset
 from mmengine.fileio import exists, list_from_file
 from mmengine.logging import print_log
 from torch.utils.data import get_worker_info
@@ -37,14 +38,12 @@ class AnnotationError(ValueError):
 
 
 def _labels_of(data_info: dict) -> List[int]:
-    """The int labels of one annotation entry (one, or several if
-    multi-class)."""
+    """The int labels of one annotation entry: one, or several for
+    multi-class datasets."""
     label = data_info.get('label', -1)
-    if isinstance(label, torch.Tensor):
-        label = label.tolist()
-    return [int(x) for x in label] if isinstance(label,
-                                                  (list, tuple)) else [
-                                                      int(label)]
+    if isinstance(label, (list, tuple)):
+        return [int(x) for x in label]
+    return [int(label)]
 
 
 class BadSampleGuardMixin:
@@ -113,8 +112,11 @@ class BadSampleGuardMixin:
         None. ``data_list`` None means this dataset's loaded entries."""
         if num_classes is None:
             return
-        if data_list is None:
-            data_list = [self.get_data_info(i) for i in range(len(self))]
+        if data_list is None:  # the raw entries (MMAction2's get_data_info
+            # turns multi-class labels into one-hot vectors)
+            data_list = [
+                BaseDataset.get_data_info(self, i) for i in range(len(self))
+            ]
         lowest = -1 if self.test_mode else 0
         for index, data_info in enumerate(data_list):
             bad = [x for x in _labels_of(data_info)
