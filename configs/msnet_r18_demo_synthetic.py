@@ -92,4 +92,15 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto'))
 randomness = dict(seed=0)
+
+# Reliability (msnet_plugin/hooks): stop at a NaN/inf loss naming the
+# iteration; refuse a checkpoint that does not fit the model, listing what
+# differs; check labels against num_classes before training and report
+# skipped bad samples; keep random states in checkpoints for exact resumes.
+custom_hooks = [
+    dict(type='CheckInvalidLossHook', interval=1),
+    dict(type='CheckpointMatchHook'),
+    dict(type='DatasetCheckHook'),
+    dict(type='RandomStateHook'),
+]
 auto_scale_lr = dict(enable=False, base_batch_size=8)

@@ -19,7 +19,9 @@ model = dict(backbone=dict(type='MSResNetTSM', ms_stages=(1, ), ms_cfg=dict()))
 
 # Something-Something V1 rawframes (see MMAction2's
 # tools/data/sthv1/README.md for how to prepare them).
-dataset_type = 'RawframeDataset'
+# RawframeDataset whose errors name the frame folder and its annotation
+# line; skip_bad_samples=True on the train set skips and counts them.
+dataset_type = 'CheckedRawframeDataset'
 data_root = 'data/sthv1/rawframes'
 data_root_val = 'data/sthv1/rawframes'
 ann_file_train = 'data/sthv1/sthv1_train_list_rawframes.txt'
@@ -89,3 +91,14 @@ train_dataloader = dict(dataset=dict(sthv1_dataset, pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(sthv1_val_dataset, pipeline=val_pipeline))
 test_dataloader = dict(
     dataset=dict(sthv1_val_dataset, pipeline=test_pipeline))
+
+# Reliability (msnet_plugin/hooks): stop at a NaN/inf loss naming the
+# iteration; refuse a checkpoint that does not fit the model, listing what
+# differs; check labels against num_classes before training and report
+# skipped bad samples; keep random states in checkpoints for exact resumes.
+custom_hooks = [
+    dict(type='CheckInvalidLossHook', interval=1),
+    dict(type='CheckpointMatchHook'),
+    dict(type='DatasetCheckHook'),
+    dict(type='RandomStateHook'),
+]

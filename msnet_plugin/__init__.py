@@ -3,7 +3,7 @@
 Importing this package (directly, or through a config's
 ``custom_imports = dict(imports=['msnet_plugin'])``) first applies the
 compatibility workarounds in :mod:`msnet_plugin.compat`, then registers the
-plugin's models and datasets in MMAction2's registries.
+plugin's models, datasets and hooks in MMAction2's registries.
 """
 from . import compat
 

@@ -1,4 +1,4 @@
-"""Workarounds for upstream defects; :func:`apply` applies the first three.
+"""Workarounds for upstream defects; :func:`apply` applies 1, 2, 3 and 5.
 
 Each workaround checks for its defect first, so it does nothing on a fixed
 install. ``msnet_plugin/__init__.py`` calls :func:`apply` before anything
@@ -36,18 +36,35 @@ imports ``mmaction.models``.
    'pkg_resources'``. Configs are parsed before any plugin is imported, so
    this one is handled at install time: ``setup.cfg`` requires
    ``setuptools<82``. Not fixed as of mmengine 0.10.7.
+5. Checkpoints are not written atomically (mmengine). ``save_checkpoint``
+   hands the bytes to the ``local`` file backend, whose ``put`` opens the
+   final path and writes into it, so a crash or SIGKILL during a save leaves
+   a truncated ``epoch_N.pth`` under the real name (and ``--resume PATH`` or
+   a later ``load_from`` then fails on it). No upstream issue was found; not
+   fixed as of mmengine 0.10.7. Workaround: register
+   :class:`AtomicLocalBackend` as mmengine's ``local`` backend (the one
+   every plain path gets): its ``put``/``put_text`` write a temporary file
+   in the same folder, flush and fsync it, then ``os.replace`` it onto the
+   final name, so the final name holds the old file or the complete new
+   one, never part of one. CheckpointHook's ``last_checkpoint`` pointer is
+   written after the checkpoint, with plain ``open``, so it names a complete
+   file; a kill in the microseconds of that tiny write could still leave it
+   empty.
 """
 import glob
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import os.path as osp
 import pickle
 import sys
 import types
+import uuid
 
 import numpy as np
 import torch
+from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
@@ -194,8 +211,46 @@ def load_torchvision_without_torchvision():
         _TORCHVISION_PREFIXES, load_from_torchvision_or_hub_cache, force=True)
 
 
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's ``LocalBackend`` whose writes replace the file atomically
+    (workaround 5): write a hidden temporary file in the target's folder,
+    flush and fsync it, ``os.replace`` it onto the target, fsync the
+    folder. Readers and a crash see the old file or the new one, whole."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        filepath = str(filepath)
+        folder, name = osp.split(osp.abspath(filepath))
+        os.makedirs(folder, exist_ok=True)
+        # opened like ``open(filepath, 'wb')``, so the umask applies
+        tmp_path = osp.join(folder, f'.{name}.{uuid.uuid4().hex}.tmp')
+        try:
+            with open(tmp_path, 'xb') as tmp_file:
+                tmp_file.write(obj)
+                tmp_file.flush()
+                os.fsync(tmp_file.fileno())
+            os.replace(tmp_path, filepath)
+        except BaseException:
+            if osp.exists(tmp_path):
+                os.remove(tmp_path)
+            raise
+        folder_handle = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(folder_handle)  # make the rename itself durable
+        finally:
+            os.close(folder_handle)
+
+    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        self.put(obj.encode(encoding), filepath)
+
+
+def write_files_atomically():
+    """Workaround 5: plain paths get :class:`AtomicLocalBackend`."""
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+
+
 def apply():
     """Apply every workaround. Safe to call more than once."""
     stub_missing_drn()
     allow_mmengine_checkpoints()
     load_torchvision_without_torchvision()
+    write_files_atomically()

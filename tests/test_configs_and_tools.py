@@ -100,7 +100,7 @@ def test_sthv1_config_is_mmaction_tsm_with_ms_and_sthv1_data():
     assert without_scope(cfg.model.cls_head) == without_scope(
         base.model.cls_head)
     dataset = cfg.train_dataloader.dataset
-    assert dataset.type == 'RawframeDataset'
+    assert dataset.type == 'CheckedRawframeDataset'
     assert dict(dataset.data_prefix) == dict(img='data/sthv1/rawframes')
     flip = [t for t in dataset.pipeline if t.type == 'Flip'][0]
     assert flip.flip_label_map == {2: 4, 4: 2, 30: 41, 41: 30, 52: 66, 66: 52}

@@ -14,6 +14,8 @@ import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmaction.registry import RUNNERS  # noqa: E402
+from msnet_plugin.checks import (check_segment_counts,  # noqa: E402
+                                 require_checkpoint_match)
 
 
 def parse_args(argv=None):
@@ -77,6 +79,8 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_segment_counts(cfg.model)
+    require_checkpoint_match(cfg)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     return runner.test()

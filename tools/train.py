@@ -15,6 +15,8 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmaction.registry import RUNNERS  # noqa: E402
+from msnet_plugin.checks import (check_segment_counts,  # noqa: E402
+                                 require_checkpoint_match)
 
 
 def parse_args(argv=None):
@@ -87,6 +89,9 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_segment_counts(cfg.model)
+    if cfg.get('resume', False):
+        require_checkpoint_match(cfg)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()

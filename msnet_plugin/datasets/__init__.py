@@ -1,5 +1,11 @@
-"""Datasets of the plugin: synthetic motion videos for demos and tests."""
+"""Datasets of the plugin: synthetic motion videos for demos and tests, and
+MMAction2's video and rawframe datasets with clear errors for bad samples."""
 from mmaction.registry import DATASETS
+
+from .bad_sample_guard import (AnnotationError, BadSampleError,
+                               BadSampleGuardMixin)
+from .checked_rawframe_dataset import CheckedRawframeDataset
+from .checked_video_dataset import CheckedVideoDataset
 
 from .synthetic_motion import (MOTION_CLASSES, MOTION_UNIT_STEPS,
                                SyntheticMotionDataset, generate_dataset_clip,
@@ -13,6 +19,8 @@ from .synthetic_motion import (MOTION_CLASSES, MOTION_UNIT_STEPS,
 DATASETS.register_module(module=SyntheticMotionDataset)
 
 __all__ = [
+    'AnnotationError', 'BadSampleError', 'BadSampleGuardMixin',
+    'CheckedRawframeDataset', 'CheckedVideoDataset',
     'MOTION_CLASSES', 'MOTION_UNIT_STEPS', 'SyntheticMotionDataset',
     'generate_dataset_clip', 'generate_motion_clip',
     'generate_rawframe_dataset', 'generate_video_dataset', 'motion_classes',

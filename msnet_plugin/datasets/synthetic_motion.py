@@ -38,6 +38,8 @@ import cv2
 import numpy as np
 from mmaction.datasets import VideoDataset
 
+from .bad_sample_guard import BadSampleGuardMixin
+
 # Label i is the direction MOTION_CLASSES[i]; the first four are used when
 # num_classes=4, all eight when num_classes=8.
 MOTION_CLASSES = ('right', 'left', 'down', 'up', 'down_right', 'down_left',
@@ -423,7 +425,7 @@ def generate_rawframe_dataset(root: str,
     return _generate_dataset(root, RAWFRAME_ANN_FILE, params, write_clip)
 
 
-class SyntheticMotionDataset(VideoDataset):
+class SyntheticMotionDataset(BadSampleGuardMixin, VideoDataset):
     """``VideoDataset`` over synthetic motion videos generated on the fly.
 
     Registered in ``mmaction.registry.DATASETS`` by
@@ -445,7 +447,10 @@ class SyntheticMotionDataset(VideoDataset):
         num_classes (int): 4 or 8 directions; label i is
             ``MOTION_CLASSES[i]``, also stored as ``metainfo['classes']``.
         **kwargs: Other ``VideoDataset`` arguments (``test_mode``...), except
-            ``ann_file`` and ``data_prefix``, which are fixed.
+            ``ann_file`` and ``data_prefix``, which are fixed, and
+            ``skip_bad_samples`` (see :class:`BadSampleGuardMixin`: a bad
+            video raises an error naming it and its annotation line, or is
+            skipped and counted).
     """
 
     def __init__(self,

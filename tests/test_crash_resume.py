@@ -1,0 +1,206 @@
+"""Crash-safe training: atomic checkpoint writes, SIGKILL then --resume.
+
+The demo config, shrunk (3 clips of 32x32, batch 1, so 3 iterations per
+epoch, 2 epochs), is trained by tools/train.py in a subprocess in
+deterministic mode. The first run trains epochs 1 and 2 without
+interruption and is killed with SIGKILL while it writes the checkpoint of
+epoch 2; it is resumed and killed again in the middle of epoch 2; it is
+resumed again to the end. The losses the resumed runs log for epoch 2 must
+equal those of the first, uninterrupted, run.
+"""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.fileio import get_file_backend
+
+from msnet_plugin import compat
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+ITERS_PER_EPOCH = 3
+# The resumed runs repeat the uninterrupted run's float32 arithmetic
+# operation for operation on the same CPU; this only allows for the last
+# bits of a float32 loss.
+LOSS_TOLERANCE = 1e-6
+
+# Runs tools/train.py with os.fsync slowed down (60 s) for the temporary file
+# of one checkpoint, named in argv[1], so a test can kill the process while
+# that checkpoint is being written.
+SLOW_SAVE_LAUNCHER = '''
+import os, runpy, sys, time
+slow_name, tool = sys.argv[1], sys.argv[2]
+real_fsync = os.fsync
+def fsync(fd):
+    try:
+        name = os.path.basename(os.readlink(f'/proc/self/fd/{fd}'))
+    except OSError:
+        name = ''
+    if name.startswith('.' + slow_name + '.'):
+        time.sleep(60)
+    return real_fsync(fd)
+os.fsync = fsync
+sys.argv = sys.argv[2:]
+runpy.run_path(tool, run_name='__main__')
+'''
+
+
+def crash_test_options(data_dir):
+    options = {
+        'train_dataloader.dataset.data_root': data_dir,
+        'train_dataloader.dataset.num_videos': ITERS_PER_EPOCH,
+        'train_dataloader.dataset.size': 32,
+        'train_dataloader.dataset.speed': 4,
+        'train_dataloader.batch_size': 1,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'train_cfg.max_epochs': 2,
+        'default_hooks.logger.interval': 1,
+        'log_processor.window_size': 1,  # log each iteration's own loss
+        'randomness.deterministic': True,
+    }
+    return [f'{key}={value}' for key, value in options.items()]
+
+
+def train_command(work_dir, data_dir, *extra, launcher=()):
+    return [
+        sys.executable, *launcher,
+        str(REPO / 'tools' / 'train.py'), str(DEMO_CONFIG), '--work-dir',
+        str(work_dir), '--seed', '0', '--deterministic', '--no-validate',
+        *extra, '--cfg-options', *crash_test_options(data_dir)
+    ]
+
+
+def environment():
+    return dict(os.environ, PYTHONWARNINGS='ignore', PYTHONUNBUFFERED='1')
+
+
+def run_to_end(command, cwd):
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                            timeout=900, env=environment())
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def run_and_kill(command, cwd, should_kill, timeout=900):
+    """Start ``command``; SIGKILL it as soon as ``should_kill(output)`` is
+    true (polled every 10 ms). Returns the output it printed."""
+    log_path = Path(cwd) / f'output-{time.monotonic_ns()}.log'
+    with open(log_path, 'w') as log:
+        process = subprocess.Popen(command, cwd=cwd, stdout=log,
+                                   stderr=subprocess.STDOUT, env=environment())
+        deadline = time.monotonic() + timeout
+        try:
+            while not should_kill(log_path.read_text()):
+                assert process.poll() is None, (
+                    'ended before it could be killed:\n' +
+                    log_path.read_text()[-4000:])
+                assert time.monotonic() < deadline, 'timed out'
+                time.sleep(0.01)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return log_path.read_text()
+
+
+def logged_losses(work_dir):
+    """For each run in ``work_dir``, oldest first, the losses it logged:
+    {(epoch, iteration in the epoch): loss}, from mmengine's scalars.json."""
+    runs = []
+    for run_dir in sorted(glob.glob(f'{work_dir}/[0-9]*_[0-9]*/')):
+        losses = {}
+        path = Path(run_dir, 'vis_data', 'scalars.json')
+        lines = path.read_text().splitlines() if path.exists() else []
+        for line in lines:
+            record = json.loads(line)
+            if 'loss' in record:
+                epoch = record['epoch']
+                step = record['iter'] - (epoch - 1) * ITERS_PER_EPOCH
+                losses[epoch, step] = record['loss']
+        runs.append(losses)
+    return runs
+
+
+def test_atomic_backend_is_mmengines_local_backend():
+    assert isinstance(get_file_backend('/any/plain/path.pth'),
+                      compat.AtomicLocalBackend)
+
+
+def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / 'epoch_1.pth'
+    backend = compat.AtomicLocalBackend()
+    backend.put(b'old complete checkpoint', target)
+
+    def crash(*args):
+        raise KeyboardInterrupt  # like a signal between write and rename
+
+    monkeypatch.setattr(os, 'replace', crash)
+    with pytest.raises(KeyboardInterrupt):
+        backend.put(b'new checkpoint', target)
+    assert target.read_bytes() == b'old complete checkpoint'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['epoch_1.pth']
+    monkeypatch.undo()
+    backend.put(b'new checkpoint', target)
+    assert target.read_bytes() == b'new checkpoint'
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_sigkill_during_save_and_mid_epoch_then_resume(tmp_path):
+    data_dir, work_dir = tmp_path / 'data', tmp_path / 'work'
+
+    # 1. Train without interruption through epoch 2, and SIGKILL while the
+    #    checkpoint of epoch 2 is being written (os.fsync made slow for it).
+    saving = run_and_kill(
+        train_command(work_dir, data_dir,
+                      launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
+        tmp_path, lambda out: bool(glob.glob(f'{work_dir}/.epoch_2.pth.*')))
+    assert 'Saving checkpoint at 1 epochs' in saving
+    assert 'Saving checkpoint at 2 epochs' in saving
+    assert glob.glob(f'{work_dir}/.epoch_2.pth.*.tmp')  # the unfinished save
+    assert not (work_dir / 'epoch_2.pth').exists()
+    assert (work_dir / 'last_checkpoint').read_text().endswith('epoch_1.pth')
+
+    # 2. --resume (from epoch_1.pth, the last complete checkpoint); SIGKILL
+    #    in the middle of epoch 2.
+    killed = run_and_kill(
+        train_command(work_dir, data_dir, '--resume'), tmp_path,
+        lambda out: f'Epoch(train) [2][1/{ITERS_PER_EPOCH}]' in out)
+    assert 'resumed epoch: 1, iter: 3' in killed, killed[-3000:]
+
+    # 3. --resume again, from epoch_1.pth, to the end.
+    final = run_to_end(train_command(work_dir, data_dir, '--resume'),
+                       tmp_path)
+    assert 'resumed epoch: 1, iter: 3' in final
+    checkpoint = torch.load(work_dir / 'epoch_2.pth', weights_only=True)
+    assert checkpoint['meta']['epoch'] == 2
+
+    uninterrupted, killed_run, final_run = logged_losses(work_dir)
+    epoch_2 = [(2, i) for i in range(1, ITERS_PER_EPOCH + 1)]
+    epoch_1 = [(1, i) for i in range(1, ITERS_PER_EPOCH + 1)]
+    assert sorted(uninterrupted) == epoch_1 + epoch_2
+    assert sorted(killed_run) in ([], epoch_2[:1])  # killed as it logged
+    assert sorted(final_run) == epoch_2
+    for step in epoch_2:  # shown by pytest -rP
+        print(f'epoch 2 iteration {step[1]}: uninterrupted '
+              f'{uninterrupted[step]!r}, killed mid-epoch '
+              f'{killed_run.get(step)!r}, resumed {final_run[step]!r}')
+    for losses in (killed_run, final_run):
+        for key, loss in losses.items():
+            assert loss == pytest.approx(uninterrupted[key],
+                                         abs=LOSS_TOLERANCE)
