@@ -3,8 +3,9 @@ from .correlation import local_correlation
 from .motion_squeeze import MotionSqueeze, kernel_soft_argmax
 from .ms_neck import MotionSqueezeNeck
 from .ms_resnet_tsm import MSResNetTSM
+from .soft_argmax import plain_soft_argmax
 
 __all__ = [
     'local_correlation', 'kernel_soft_argmax', 'MotionSqueeze',
-    'MSResNetTSM', 'MotionSqueezeNeck'
+    'MSResNetTSM', 'MotionSqueezeNeck', 'plain_soft_argmax'
 ]
