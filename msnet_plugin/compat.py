@@ -1,4 +1,4 @@
-"""Workarounds for upstream defects; :func:`apply` applies the first three.
+"""Workarounds for upstream defects; :func:`apply` applies all but the fourth.
 
 Each workaround checks for its defect first, so it does nothing on a fixed
 install. ``msnet_plugin/__init__.py`` calls :func:`apply` before anything
@@ -36,11 +36,25 @@ imports ``mmaction.models``.
    'pkg_resources'``. Configs are parsed before any plugin is imported, so
    this one is handled at install time: ``setup.cfg`` requires
    ``setuptools<82``. Not fixed as of mmengine 0.10.7.
+5. Distributed training without an accelerator (mmengine). With
+   ``--launcher pytorch`` on a CPU-only torch, mmengine 0.10.7's
+   ``_init_dist_pytorch`` calls ``torch.cuda.set_device`` (``AttributeError:
+   module 'torch._C' has no attribute '_cuda_setDevice'``) and defaults to
+   the ``nccl`` backend, and ``Runner.wrap_model`` passes
+   ``device_ids=[LOCAL_RANK]`` to DistributedDataParallel, which torch
+   rejects for CPU modules (``device_ids and output_device arguments only
+   work with single-device/multiple-device GPU modules``). No upstream issue
+   was found; not fixed as of mmengine 0.10.7. Workaround
+   (:func:`allow_distributed_on_cpu`): when mmengine's device is ``cpu``,
+   initialise the process group without ``set_device``, with ``gloo`` in
+   place of ``nccl``, and drop ``device_ids``/``output_device`` for modules
+   whose parameters are all on the CPU. Accelerator runs are untouched.
 """
 import glob
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import os.path as osp
 import pickle
 import sys
@@ -48,7 +62,11 @@ import types
 
 import numpy as np
 import torch
+import torch.distributed as torch_dist
+from mmengine.device import get_device
+from mmengine.dist import utils as mmengine_dist_utils
 from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.utils import digit_version
@@ -194,8 +212,50 @@ def load_torchvision_without_torchvision():
         _TORCHVISION_PREFIXES, load_from_torchvision_or_hub_cache, force=True)
 
 
+_original_init_dist_pytorch = mmengine_dist_utils._init_dist_pytorch
+_original_mmddp_init = MMDistributedDataParallel.__init__
+
+
+def init_dist_pytorch_on_cpu(backend, init_backend='torch', **kwargs):
+    """mmengine's ``_init_dist_pytorch``, usable without an accelerator.
+
+    On an accelerator this is mmengine's function. On the CPU it initialises
+    the default process group from torchrun's ``RANK`` and ``WORLD_SIZE``
+    with ``gloo`` when ``nccl`` (mmengine's default, GPU only) was asked for.
+    """
+    if get_device() != 'cpu':
+        return _original_init_dist_pytorch(
+            backend, init_backend=init_backend, **kwargs)
+    if init_backend != 'torch':
+        raise ValueError(f'init_backend={init_backend!r} needs an '
+                         'accelerator; on the CPU only torch (gloo) works')
+    if backend == 'nccl':
+        print_log('No accelerator: distributed training on the CPU uses the '
+                  'gloo backend instead of nccl', logger='current')
+        backend = 'gloo'
+    torch_dist.init_process_group(
+        backend=backend, rank=int(os.environ['RANK']),
+        world_size=int(os.environ['WORLD_SIZE']), **kwargs)
+
+
+def _mmddp_init_on_cpu(self, module, *args, **kwargs):
+    """``MMDistributedDataParallel.__init__`` without ``device_ids`` and
+    ``output_device`` when every parameter of ``module`` is on the CPU."""
+    if all(p.device.type == 'cpu' for p in module.parameters()):
+        kwargs.pop('device_ids', None)
+        kwargs.pop('output_device', None)
+    _original_mmddp_init(self, module, *args, **kwargs)
+
+
+def allow_distributed_on_cpu():
+    """Workaround 5: ``--launcher pytorch`` trains on CPU-only machines."""
+    mmengine_dist_utils._init_dist_pytorch = init_dist_pytorch_on_cpu
+    MMDistributedDataParallel.__init__ = _mmddp_init_on_cpu
+
+
 def apply():
     """Apply every workaround. Safe to call more than once."""
     stub_missing_drn()
     allow_mmengine_checkpoints()
     load_torchvision_without_torchvision()
+    allow_distributed_on_cpu()
