@@ -49,6 +49,15 @@ imports ``mmaction.models``.
    initialise the process group without ``set_device``, with ``gloo`` in
    place of ``nccl``, and drop ``device_ids``/``output_device`` for modules
    whose parameters are all on the CPU. Accelerator runs are untouched.
+6. bfloat16 class scores in MMAction2's head loss (mmaction2). Under
+   bfloat16 autocast (``--amp`` on the CPU; also bf16 on CUDA) the head's
+   scores are bfloat16, and ``BaseHead.loss_by_feat`` computes its training
+   top-k accuracy with ``cls_scores.detach().cpu().numpy()``, which fails:
+   ``TypeError: Got unsupported ScalarType BFloat16`` (numpy has no
+   bfloat16). No upstream issue was found; not fixed as of mmaction2 1.2.0.
+   Workaround (:func:`score_bfloat16_as_float32`): ``loss_by_feat`` gets
+   bfloat16 scores as float32 (the loss is then computed in float32, as
+   autocast does for ``cross_entropy`` anyway).
 """
 import glob
 import importlib
@@ -253,9 +262,27 @@ def allow_distributed_on_cpu():
     MMDistributedDataParallel.__init__ = _mmddp_init_on_cpu
 
 
+def score_bfloat16_as_float32():
+    """Workaround 6: ``BaseHead.loss_by_feat`` takes bfloat16 scores."""
+    from mmaction.models.heads.base import BaseHead
+    original = BaseHead.loss_by_feat
+    if getattr(original, '_msnet_float32_scores', False):
+        return
+
+    def loss_by_feat(self, cls_scores, data_samples):
+        if (isinstance(cls_scores, torch.Tensor)
+                and cls_scores.dtype == torch.bfloat16):
+            cls_scores = cls_scores.float()
+        return original(self, cls_scores, data_samples)
+
+    loss_by_feat._msnet_float32_scores = True
+    BaseHead.loss_by_feat = loss_by_feat
+
+
 def apply():
     """Apply every workaround. Safe to call more than once."""
     stub_missing_drn()
     allow_mmengine_checkpoints()
     load_torchvision_without_torchvision()
     allow_distributed_on_cpu()
+    score_bfloat16_as_float32()  # imports mmaction.models: after the DRN stub
