@@ -40,6 +40,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmaction.registry import MODELS  # noqa: E402
+from msnet_plugin.datasets import motion_flip_label_map  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'msnet_r18_demo_synthetic.py')
@@ -149,6 +150,9 @@ def build_config(args, model_name: str) -> Config:
         for transform in loader.dataset.pipeline:
             if transform.type == 'SampleFrames':
                 transform.num_clips = args.num_segments
+            if transform.type == 'Flip':
+                transform.flip_label_map = motion_flip_label_map(
+                    args.num_classes)
     cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
     cfg.test_dataloader = cfg.val_dataloader
 
