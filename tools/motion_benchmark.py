@@ -102,6 +102,11 @@ def parse_args(argv=None):
     parser.add_argument('--num-workers', type=int, default=0)
     parser.add_argument('--force', action='store_true',
                         help='retrain models whose results already exist')
+    parser.add_argument(
+        '--collect', nargs='+', metavar='DIR',
+        help='train nothing: merge the results.json of these out-dirs (runs '
+        'of other models with the same settings, e.g. in parallel) into '
+        '--out-dir')
     args = parser.parse_args(argv)
     for name in ('iters', 'val_interval', 'batch_size', 'train_videos',
                  'val_videos'):
@@ -117,7 +122,7 @@ def parse_args(argv=None):
 def benchmark_settings(args) -> dict:
     """What makes two results comparable (everything but the model list)."""
     settings = dict(vars(args))
-    for key in ('models', 'out_dir', 'force', 'num_workers'):
+    for key in ('models', 'out_dir', 'force', 'num_workers', 'collect'):
         settings.pop(key)
     return settings
 
@@ -311,8 +316,30 @@ def write_outputs(results: list, args) -> None:
                 args)
 
 
+def collect(args) -> list:
+    """Results of the runs in ``args.collect``, in ``args.models`` order;
+    every run must have the settings of ``args``."""
+    found = {}
+    for run_dir in args.collect:
+        path = osp.join(run_dir, 'results.json')
+        if not osp.exists(path):
+            raise SystemExit(f'--collect: no results.json in {run_dir}')
+        for name, result in load_previous(path).items():
+            if result['settings'] != benchmark_settings(args):
+                raise SystemExit(
+                    f'--collect: {name} in {run_dir} was run with settings '
+                    f"{result['settings']}, not {benchmark_settings(args)}")
+            found[name] = result
+    return [found[name] for name in args.models if name in found]
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.collect:
+        results = collect(args)
+        write_outputs(results, args)
+        print(markdown_table(results, args))
+        return
     previous = load_previous(osp.join(args.out_dir, 'results.json'))
     results = []
     for model_name in args.models:
