@@ -2,8 +2,10 @@
 
 tools/motion_benchmark.py trains TSN and MSNet alike (same recipe, seed,
 iterations and data) on clips whose label is only in the motion. Measured
-with these settings (seed 0): MSNet 0.91 top-1 after 60 iterations, TSN
-0.25 (chance); the thresholds leave a wide margin on both sides.
+with these settings (seed 0, 32 validation clips, chance 0.25): MSNet 0.91
+top-1 after 60 iterations, TSN 0.34 (11 of 32 right: within the spread of
+chance, 0.08 std). The thresholds (MSNet >= 0.7, TSN <= 0.45) leave a margin
+on both sides.
 """
 import json
 import subprocess
@@ -37,7 +39,7 @@ def test_reduced_benchmark_msnet_learns_motion_tsn_does_not(tmp_path):
     results = {r['model']: r for r in report['results']}
     chance = 1 / 4
     assert results['msnet']['top1'] >= 0.7, results['msnet']
-    assert results['tsn']['top1'] <= chance + 0.15, results['tsn']
+    assert results['tsn']['top1'] <= chance + 0.2, results['tsn']
     for result in results.values():
         assert result['val_top1_curve'][-1] == [60, result['top1']]
         assert result['seconds_per_iter'] > 0

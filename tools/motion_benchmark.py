@@ -90,7 +90,7 @@ def parse_args(argv=None):
     parser.add_argument('--lr', type=float, default=0.02)
     parser.add_argument('--depth', type=int, default=18)
     parser.add_argument('--num-segments', type=int, default=8)
-    parser.add_argument('--size', type=int, default=64,
+    parser.add_argument('--size', type=int, default=32,
                         help='frame height and width in pixels')
     parser.add_argument('--speed', type=int, default=8,
                         help='motion in pixels per frame')
