@@ -340,19 +340,23 @@ def main(argv=None):
         write_outputs(results, args)
         print(markdown_table(results, args))
         return
-    previous = load_previous(osp.join(args.out_dir, 'results.json'))
-    results = []
+    # Results of other models with the same settings stay in the outputs.
+    kept = {
+        name: result
+        for name, result in load_previous(
+            osp.join(args.out_dir, 'results.json')).items()
+        if result.get('settings') == benchmark_settings(args)
+    }
     for model_name in args.models:
-        done = previous.get(model_name)
-        if (done is None or args.force
-                or done.get('settings') != benchmark_settings(args)):
-            done = train_model(args, model_name)
-        results.append(done)
-        write_outputs(results, args)
+        if model_name not in kept or args.force:
+            kept[model_name] = train_model(args, model_name)
+        done = kept[model_name]
+        write_outputs(
+            [kept[name] for name in MODEL_BACKBONES if name in kept], args)
         print(f"[motion_benchmark] {model_name}: top-1 {done['top1']:.3f} "
               f"after {args.iters} iterations, curve "
               f"{done['val_top1_curve']}", flush=True)
-    print(markdown_table(results, args))
+    print(markdown_table([kept[name] for name in args.models], args))
 
 
 if __name__ == '__main__':
