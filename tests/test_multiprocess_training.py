@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
 
 # Largest parameter difference between the runs, relative to the largest
-# change of a parameter in 2 iterations. Measured here: about 1e-6.
+# change of a parameter in 2 iterations. Measured here: 5.6e-6 (largest
+# difference 1.5e-8, largest change 2.6e-3).
 RELATIVE_TOLERANCE = 1e-4
 
 DETERMINISTIC_DEMO = """
