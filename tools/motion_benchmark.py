@@ -287,8 +287,9 @@ def plot_curves(results: list, path: str, args) -> None:
     axes.set_xlabel('training iteration')
     axes.set_ylabel('validation top-1')
     axes.set_ylim(0, 1.02)
-    axes.set_title(f'Synthetic motion ({args.num_classes} directions, '
-                   f'{args.speed} px/frame), ResNet-{args.depth}')
+    axes.set_title(f'Synthetic motion: {args.num_classes} directions, '
+                   f'{args.speed} px/frame, {args.num_segments} frames of '
+                   f'{args.size} px; ResNet-{args.depth}', fontsize=10)
     axes.legend(fontsize=7, loc='lower right')
     axes.grid(alpha=0.3)
     figure.tight_layout()
