@@ -9,6 +9,6 @@ from . import compat
 
 compat.apply()
 
-from . import datasets, hooks, models  # noqa: E402,F401  (registers in mmaction's registries)
+from . import datasets, hooks, models, optim  # noqa: E402,F401  (registers in mmaction's registries)
 
 __version__ = '0.1.0'

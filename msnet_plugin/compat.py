@@ -1,4 +1,4 @@
-"""Workarounds for upstream defects; :func:`apply` applies 1, 2, 3 and 5.
+"""Workarounds for upstream defects; :func:`apply` applies all but the fourth.
 
 Each workaround checks for its defect first, so it does nothing on a fixed
 install. ``msnet_plugin/__init__.py`` calls :func:`apply` before anything
@@ -50,6 +50,28 @@ imports ``mmaction.models``.
    written after the checkpoint, with plain ``open``, so it names a complete
    file; a kill in the microseconds of that tiny write could still leave it
    empty.
+6. Distributed training without an accelerator (mmengine). With
+   ``--launcher pytorch`` on a CPU-only torch, mmengine 0.10.7's
+   ``_init_dist_pytorch`` calls ``torch.cuda.set_device`` (``AttributeError:
+   module 'torch._C' has no attribute '_cuda_setDevice'``) and defaults to
+   the ``nccl`` backend, and ``Runner.wrap_model`` passes
+   ``device_ids=[LOCAL_RANK]`` to DistributedDataParallel, which torch
+   rejects for CPU modules (``device_ids and output_device arguments only
+   work with single-device/multiple-device GPU modules``). No upstream issue
+   was found; not fixed as of mmengine 0.10.7. Workaround
+   (:func:`allow_distributed_on_cpu`): when mmengine's device is ``cpu``,
+   initialise the process group without ``set_device``, with ``gloo`` in
+   place of ``nccl``, and drop ``device_ids``/``output_device`` for modules
+   whose parameters are all on the CPU. Accelerator runs are untouched.
+7. bfloat16 class scores in MMAction2's head loss (mmaction2). Under
+   bfloat16 autocast (``--amp`` on the CPU; also bf16 on CUDA) the head's
+   scores are bfloat16, and ``BaseHead.loss_by_feat`` computes its training
+   top-k accuracy with ``cls_scores.detach().cpu().numpy()``, which fails:
+   ``TypeError: Got unsupported ScalarType BFloat16`` (numpy has no
+   bfloat16). No upstream issue was found; not fixed as of mmaction2 1.2.0.
+   Workaround (:func:`score_bfloat16_as_float32`): ``loss_by_feat`` gets
+   bfloat16 scores as float32 (the loss is then computed in float32, as
+   autocast does for ``cross_entropy`` anyway).
 """
 import glob
 import importlib
@@ -65,7 +87,11 @@ import uuid
 import numpy as np
 import torch
 from mmengine.fileio import LocalBackend, register_backend
+import torch.distributed as torch_dist
+from mmengine.device import get_device
+from mmengine.dist import utils as mmengine_dist_utils
 from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.utils import digit_version
@@ -248,9 +274,69 @@ def write_files_atomically():
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
 
 
+_original_init_dist_pytorch = mmengine_dist_utils._init_dist_pytorch
+_original_mmddp_init = MMDistributedDataParallel.__init__
+
+
+def init_dist_pytorch_on_cpu(backend, init_backend='torch', **kwargs):
+    """mmengine's ``_init_dist_pytorch``, usable without an accelerator.
+
+    On an accelerator this is mmengine's function. On the CPU it initialises
+    the default process group from torchrun's ``RANK`` and ``WORLD_SIZE``
+    with ``gloo`` when ``nccl`` (mmengine's default, GPU only) was asked for.
+    """
+    if get_device() != 'cpu':
+        return _original_init_dist_pytorch(
+            backend, init_backend=init_backend, **kwargs)
+    if init_backend != 'torch':
+        raise ValueError(f'init_backend={init_backend!r} needs an '
+                         'accelerator; on the CPU only torch (gloo) works')
+    if backend == 'nccl':
+        print_log('No accelerator: distributed training on the CPU uses the '
+                  'gloo backend instead of nccl', logger='current')
+        backend = 'gloo'
+    torch_dist.init_process_group(
+        backend=backend, rank=int(os.environ['RANK']),
+        world_size=int(os.environ['WORLD_SIZE']), **kwargs)
+
+
+def _mmddp_init_on_cpu(self, module, *args, **kwargs):
+    """``MMDistributedDataParallel.__init__`` without ``device_ids`` and
+    ``output_device`` when every parameter of ``module`` is on the CPU."""
+    if all(p.device.type == 'cpu' for p in module.parameters()):
+        kwargs.pop('device_ids', None)
+        kwargs.pop('output_device', None)
+    _original_mmddp_init(self, module, *args, **kwargs)
+
+
+def allow_distributed_on_cpu():
+    """Workaround 6: ``--launcher pytorch`` trains on CPU-only machines."""
+    mmengine_dist_utils._init_dist_pytorch = init_dist_pytorch_on_cpu
+    MMDistributedDataParallel.__init__ = _mmddp_init_on_cpu
+
+
+def score_bfloat16_as_float32():
+    """Workaround 7: ``BaseHead.loss_by_feat`` takes bfloat16 scores."""
+    from mmaction.models.heads.base import BaseHead
+    original = BaseHead.loss_by_feat
+    if getattr(original, '_msnet_float32_scores', False):
+        return
+
+    def loss_by_feat(self, cls_scores, data_samples):
+        if (isinstance(cls_scores, torch.Tensor)
+                and cls_scores.dtype == torch.bfloat16):
+            cls_scores = cls_scores.float()
+        return original(self, cls_scores, data_samples)
+
+    loss_by_feat._msnet_float32_scores = True
+    BaseHead.loss_by_feat = loss_by_feat
+
+
 def apply():
     """Apply every workaround. Safe to call more than once."""
     stub_missing_drn()
     allow_mmengine_checkpoints()
     load_torchvision_without_torchvision()
     write_files_atomically()
+    allow_distributed_on_cpu()
+    score_bfloat16_as_float32()  # imports mmaction.models: after the DRN stub

@@ -28,7 +28,8 @@ def parse_args(argv=None):
         help='resume from this checkpoint, or without a path from the '
         'latest checkpoint in the work directory')
     parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision training (CUDA)')
+                        help='automatic mixed precision: float16 on CUDA, '
+                        'bfloat16 autocast on the CPU')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate checkpoints during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -61,16 +62,19 @@ def merge_args(cfg, args):
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        if not torch.cuda.is_available():
-            raise SystemExit(
-                '--amp: mmengine 0.10.7 AmpOptimWrapper needs a CUDA (or '
-                'NPU/MLU/MUSA) device; none is available here')
         wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper_type not in ('OptimWrapper', 'AmpOptimWrapper'):
+        if wrapper_type not in ('OptimWrapper', 'AmpOptimWrapper',
+                                'CPUAmpOptimWrapper'):
             raise SystemExit(f'--amp does not support optim_wrapper type '
                              f'{wrapper_type}')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:
+            # mmengine's AmpOptimWrapper asserts an accelerator; on the CPU
+            # the plugin's wrapper autocasts to bfloat16 (no loss scaling).
+            cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+            cfg.optim_wrapper.pop('loss_scale', None)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

@@ -11,7 +11,8 @@ from .synthetic_motion import (MOTION_CLASSES, MOTION_UNIT_STEPS,
                                SyntheticMotionDataset, generate_dataset_clip,
                                generate_motion_clip, generate_rawframe_dataset,
                                generate_video_dataset, motion_classes,
-                               motion_step, write_rawframes, write_video)
+                               motion_flip_label_map, motion_step,
+                               write_rawframes, write_video)
 
 # Registered here rather than with a decorator in synthetic_motion.py, so that
 # running that module as a script (`python -m ...`) does not register the
@@ -24,5 +25,5 @@ __all__ = [
     'MOTION_CLASSES', 'MOTION_UNIT_STEPS', 'SyntheticMotionDataset',
     'generate_dataset_clip', 'generate_motion_clip',
     'generate_rawframe_dataset', 'generate_video_dataset', 'motion_classes',
-    'motion_step', 'write_rawframes', 'write_video'
+    'motion_flip_label_map', 'motion_step', 'write_rawframes', 'write_video'
 ]

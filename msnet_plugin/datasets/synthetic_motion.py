@@ -88,6 +88,28 @@ def motion_step(direction: str, speed: int) -> Tuple[int, int]:
     return unit_dx * speed, unit_dy * speed
 
 
+def motion_flip_label_map(num_classes: int = 4) -> Dict[int, int]:
+    """Label map of a horizontal flip, for MMAction2's ``Flip`` transform.
+
+    Mirroring the frames left-right turns a motion ``(dx, dy)`` into
+    ``(-dx, dy)``: right <-> left, down_right <-> down_left, up_right <->
+    up_left (like Something-Something's left/right class pairs); down and up
+    map to themselves and are left out, as ``flip_label_map`` expects.
+
+    Returns:
+        dict: ``{label: flipped label}`` for the labels a flip changes.
+    """
+    classes = motion_classes(num_classes)
+    label_of_step = {MOTION_UNIT_STEPS[name]: label
+                     for label, name in enumerate(classes)}
+    flip_map = {}
+    for label, name in enumerate(classes):
+        dx, dy = MOTION_UNIT_STEPS[name]
+        if dx != 0:
+            flip_map[label] = label_of_step[(-dx, dy)]
+    return flip_map
+
+
 def _check_speed(speed: int, size: int) -> None:
     """Reject speeds that give no motion or make opposite directions equal.
 

@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from mmaction.registry import MODELS
 
 from .correlation import IMPLEMENTATIONS, local_correlation
-from .soft_argmax import GaussianSoftArgmax
+from .soft_argmax import GaussianSoftArgmax, plain_soft_argmax
+
+SOFT_ARGMAX_MODES = ('kernel', 'plain')
+MOTION_INPUTS = ('displacement', 'correlation')
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1,
@@ -78,6 +81,15 @@ class MotionSqueeze(nn.Module):
         temperature (float): softmax temperature of the soft-argmax (100).
         out_channels (int, optional): channels of the motion features;
             defaults to ``in_channels`` (they are added to the input).
+        use_confidence (bool): feed the confidence map to the transformation
+            (paper: True); False is the paper's "without confidence" ablation
+            (the first stage then reads 2 channels).
+        soft_argmax (str): ``'kernel'`` (paper) or ``'plain'``, a softmax over
+            the whole window without the Gaussian (ablation).
+        motion_input (str): what the transformation reads: ``'displacement'``
+            (paper: [u, v, confidence]) or ``'correlation'``, the (ReLU'd)
+            correlation itself, patch_size^2 channels (ablation; then
+            ``use_confidence`` and ``soft_argmax`` play no part).
         correlation_impl (str, optional): the correlation kernel, one of
             ``msnet_plugin.models.correlation.IMPLEMENTATIONS``; None (the
             default) follows the process default, ``'auto'`` unless set by
@@ -92,8 +104,21 @@ class MotionSqueeze(nn.Module):
                  sigma: float = 5.0,
                  temperature: float = 100.0,
                  out_channels: int = None,
+                 use_confidence: bool = True,
+                 soft_argmax: str = 'kernel',
+                 motion_input: str = 'displacement',
                  correlation_impl: str = None):
         super().__init__()
+        if soft_argmax not in SOFT_ARGMAX_MODES:
+            raise ValueError(f'soft_argmax must be one of {SOFT_ARGMAX_MODES}'
+                             f', got {soft_argmax!r}')
+        if motion_input not in MOTION_INPUTS:
+            raise ValueError(f'motion_input must be one of {MOTION_INPUTS}, '
+                             f'got {motion_input!r}')
+        if correlation_impl not in IMPLEMENTATIONS + (None, ):
+            raise ValueError(f'correlation_impl must be one of '
+                             f'{IMPLEMENTATIONS}, got {correlation_impl!r}')
+        self.correlation_impl = correlation_impl
         out_channels = in_channels if out_channels is None else out_channels
         if num_segments < 2:
             raise ValueError('MotionSqueeze needs num_segments >= 2 (it pairs '
@@ -108,22 +133,30 @@ class MotionSqueeze(nn.Module):
                             ('temperature', temperature)):
             if value <= 0:
                 raise ValueError(f'{name} must be positive, got {value}')
-        if correlation_impl not in IMPLEMENTATIONS + (None, ):
-            raise ValueError(f'correlation_impl must be one of '
-                             f'{IMPLEMENTATIONS}, got {correlation_impl!r}')
-        self.correlation_impl = correlation_impl
         self.in_channels = in_channels
         self.num_segments = num_segments
         self.patch_size = patch_size
         self.sigma = sigma
         self.temperature = temperature
         self.out_channels = out_channels
+        self.use_confidence = bool(use_confidence)
+        self.soft_argmax = soft_argmax
+        self.motion_input = motion_input
         self.reduce = conv_bn_relu(in_channels, reduced_channels)
         self.transform = nn.Sequential(
-            depthwise_separable(3, 16, 7), depthwise_separable(16, 32, 3),
+            depthwise_separable(self.motion_channels, 16, 7),
+            depthwise_separable(16, 32, 3),
             depthwise_separable(32, 64, 3),
             depthwise_separable(64, out_channels, 3))
         self.init_weights()
+
+    @property
+    def motion_channels(self) -> int:
+        """Channels the transformation reads: 3 (u, v, confidence) as in the
+        paper, 2 without confidence, patch_size^2 for correlation input."""
+        if self.motion_input == 'correlation':
+            return self.patch_size * self.patch_size
+        return 3 if self.use_confidence else 2
 
     def init_weights(self) -> None:
         """The paper's init: Kaiming-normal (fan_out) convs, BN 1 and 0."""
@@ -161,6 +194,19 @@ class MotionSqueeze(nn.Module):
             (N*T, 1, H, W): the peak correlation. Frame t holds the pair
             (t, t+1); the last frame repeats the previous pair's maps.
         """
+        correlation = self._pair_correlation(x)
+        if self.soft_argmax == 'plain':
+            displacement, confidence = plain_soft_argmax(
+                correlation, self.patch_size, self.temperature)
+        else:
+            displacement, confidence = kernel_soft_argmax(
+                correlation, self.patch_size, self.sigma, self.temperature)
+        return (self._repeat_last_pair(displacement),
+                self._repeat_last_pair(confidence))
+
+    def _pair_correlation(self, x: torch.Tensor) -> torch.Tensor:
+        """(N*T, C, H, W) -> (N*(T-1), patch_size^2, H, W) ReLU'd correlation
+        of the reduced, L2-normalised features of frames t and t+1."""
         self._check_input(x)
         features = self.reduce(x)
         _, channels, height, width = features.shape
@@ -169,14 +215,10 @@ class MotionSqueeze(nn.Module):
         current = features[:, :-1].reshape(-1, channels, height, width)
         following = features[:, 1:].reshape(-1, channels, height, width)
         # In place: no kernel keeps its output for backward.
-        correlation = F.relu(
+        return F.relu(
             local_correlation(current, following, self.patch_size // 2,
                               impl=self.correlation_impl),
             inplace=True)
-        displacement, confidence = kernel_soft_argmax(
-            correlation, self.patch_size, self.sigma, self.temperature)
-        return (self._repeat_last_pair(displacement),
-                self._repeat_last_pair(confidence))
 
     def _repeat_last_pair(self, pair_maps: torch.Tensor) -> torch.Tensor:
         """(N*(T-1), K, H, W) pair maps -> (N*T, K, H, W), last one doubled."""
@@ -187,8 +229,13 @@ class MotionSqueeze(nn.Module):
 
     def motion_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N*T, C, H, W) -> (N*T, out_channels, H, W) motion features."""
+        if self.motion_input == 'correlation':
+            return self.transform(
+                self._repeat_last_pair(self._pair_correlation(x)))
         displacement, confidence = self.estimate_motion(x)
-        return self.transform(torch.cat([displacement, confidence], dim=1))
+        maps = [displacement, confidence] if self.use_confidence else [
+            displacement]
+        return self.transform(torch.cat(maps, dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N*T, C, H, W) -> (N*T, C, H, W): x plus the motion features."""

@@ -23,7 +23,9 @@ class MSResNetTSM(ResNetTSM):
             a MotionSqueeze goes (0 = layer1). Defaults to ``(1,)``, after
             layer2 as in the paper.
         ms_cfg (dict, optional): overrides of MotionSqueeze's arguments
-            (``reduced_channels``, ``patch_size``, ``sigma``, ``temperature``);
+            (``reduced_channels``, ``patch_size``, ``sigma``, ``temperature``,
+            and the ablations ``use_confidence``, ``soft_argmax``,
+            ``motion_input``);
             ``in_channels`` and ``num_segments`` follow the backbone.
         **kwargs: arguments of :class:`ResNetTSM`.
 
