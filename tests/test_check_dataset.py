@@ -101,7 +101,8 @@ def test_missing_and_malformed_annotation_files(rawframes, tmp_path, capsys):
     status, out = run_check(STHV1, 'train', malformed, dict(img=root),
                             capsys)
     assert status == 1
-    assert f'{malformed}: cannot parse it as a RawframeDataset' in out
+    assert (f'{malformed}: cannot parse it as a CheckedRawframeDataset'
+            in out)
     # A video list read as rawframes: the "frame count" is the label and
     # RawframeDataset gives the missing label -1.
     malformed.write_text('some/video.mp4 3\n')

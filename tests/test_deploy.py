@@ -154,7 +154,7 @@ class _NumpyCorrelation(torch.autograd.Function):
         return torch.from_numpy(result.detach().numpy().copy())
 
 
-def untraceable_correlation(f1, f2, max_displacement):
+def untraceable_correlation(f1, f2, max_displacement, impl=None):
     return _NumpyCorrelation.apply(f1, f2, max_displacement)
 
 

@@ -36,6 +36,7 @@ CLIP_FRAMES = 16  # frames in each generated clip
 # (reduced to 1) x TenCrop (10); TSN: TenCrop (10); MobileNetV2: ThreeCrop.
 EXPECTED_FRAMES = {
     'msnet_r18_demo_synthetic': ('synthetic', 8, 8),
+    'msnet_r18_demo_synthetic_motion_vis': ('synthetic', 8, 8),
     'msnet_tsm_r50_sthv1': ('rawframes', 8, 2 * 3 * 8),
     'msnet_tsm_r50_sthv1_16f': ('rawframes', 16, 2 * 3 * 16),
     'msnet_tsm_r50_sthv2': ('videos', 8, 2 * 3 * 8),

@@ -20,6 +20,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
 import cv2  # noqa: E402
+from mmaction.datasets import RawframeDataset, VideoDataset  # noqa: E402
 from mmaction.registry import DATASETS  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
@@ -104,9 +105,12 @@ def check_item(task) -> List[str]:
 def dataset_format(dataset_cfg) -> str:
     """'video' or 'rawframes': the layout a dataset config reads."""
     dataset_type = dataset_cfg.get('type')
-    if dataset_type == 'RawframeDataset':
+    dataset_class = DATASETS.get(dataset_type)
+    # Subclasses too, e.g. the plugin's CheckedRawframeDataset.
+    if dataset_class is not None and issubclass(dataset_class,
+                                                RawframeDataset):
         return 'rawframes'
-    if dataset_type == 'VideoDataset':
+    if dataset_class is not None and issubclass(dataset_class, VideoDataset):
         return 'video'
     raise SystemExit(f'check_dataset.py checks VideoDataset and '
                      f'RawframeDataset configs; this one uses {dataset_type}')

@@ -1,21 +1,23 @@
 """Export through the plain-PyTorch correlation, whatever the default is.
 
-``local_correlation`` on ``main`` is a plain loop over the (2d+1)^2
-displacements: slices, products and sums, which every exporter and
-``torch.compile`` take. A faster default (a custom ``autograd.Function``, a
-compiled kernel) may not export: the TorchScript ONNX exporter needs a
-``symbolic`` for a Function, and no exporter can see into a compiled kernel.
-:func:`plain_correlation` makes MotionSqueeze call the plain loop for the
-duration of an export; ``tools/export.py --plain-correlation`` uses it.
+``local_correlation``'s ``'auto'`` kernel already takes the plain loop
+(``local_correlation_reference``: slices, products and sums, which every
+exporter and ``torch.compile`` take) while tracing, exporting or compiling.
+A module pinned to another kernel (``ms_cfg=dict(correlation_impl=...)``), or
+a correlation replaced by one the exporter cannot see into, would not
+export: :func:`plain_correlation` makes MotionSqueeze call the plain loop for
+the duration of an export; ``tools/export.py --plain-correlation`` uses it.
 """
 import contextlib
 
 from ..models import correlation, motion_squeeze
 
-#: The plain-loop correlation: (B, C, H, W) twice -> (B, (2d+1)^2, H, W).
-#: If ``correlation.local_correlation`` becomes a dispatcher to a faster
-#: path, point this at the plain loop it keeps as reference.
-PLAIN_LOCAL_CORRELATION = correlation.local_correlation
+
+
+def PLAIN_LOCAL_CORRELATION(f1, f2, max_displacement, impl=None):
+    """The plain-loop correlation, (B, C, H, W) twice -> (B, (2d+1)^2, H, W),
+    with ``local_correlation``'s signature; ``impl`` is ignored."""
+    return correlation.local_correlation_reference(f1, f2, max_displacement)
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ default is pure PyTorch, so it runs on any device and is differentiable:
 - ``'auto'`` (the default): on CUDA the first of mmcv, Triton, fast that is
   installed and passes a one-time check against ``'fast'`` on a small input
   (a kernel that fails it is skipped with a warning); on other devices
-  ``'fast'``; ``'reference'`` during ONNX export and ``torch.compile``
-  tracing, where a custom autograd Function is not wanted.
+  ``'fast'``; ``'reference'`` during ONNX export, ``torch.jit`` tracing and
+  ``torch.compile``, where a custom autograd Function is not wanted.
 
 Choose per call (``impl=``), per module (``MotionSqueeze(correlation_impl=)``,
 i.e. ``ms_cfg=dict(correlation_impl='reference')`` in a config), or for the
@@ -179,7 +179,7 @@ def _require_cuda(impl: str, tensor: torch.Tensor) -> None:
 
 
 def _resolve_auto(tensor: torch.Tensor) -> str:
-    if _is_exporting_or_compiling():
+    if is_exporting_or_compiling():
         return 'reference'
     if tensor.device.type != 'cuda':
         return 'fast'
@@ -189,9 +189,12 @@ def _resolve_auto(tensor: torch.Tensor) -> str:
     return _auto_choice[key]
 
 
-def _is_exporting_or_compiling() -> bool:
+def is_exporting_or_compiling() -> bool:
+    """True while torch.jit traces, ONNX exports or torch.compile compiles:
+    then custom autograd Functions are avoided in favour of plain ops."""
     compiling = getattr(torch.compiler, 'is_compiling', lambda: False)()
-    return bool(compiling or torch.onnx.is_in_onnx_export())
+    return bool(compiling or torch.onnx.is_in_onnx_export()
+                or torch.jit.is_tracing())
 
 
 def _first_working_cuda_kernel(device: torch.device) -> str:

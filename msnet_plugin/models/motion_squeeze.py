@@ -10,8 +10,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmaction.registry import MODELS
 
-from .correlation import IMPLEMENTATIONS, local_correlation
-from .soft_argmax import GaussianSoftArgmax, plain_soft_argmax
+from .correlation import (IMPLEMENTATIONS, is_exporting_or_compiling,
+                          local_correlation)
+from .soft_argmax import (GaussianSoftArgmax, gaussian_soft_argmax_plain,
+                          plain_soft_argmax)
 
 SOFT_ARGMAX_MODES = ('kernel', 'plain')
 MOTION_INPUTS = ('displacement', 'correlation')
@@ -62,8 +64,15 @@ def kernel_soft_argmax(correlation: torch.Tensor, patch_size: int,
         (B, 1, H, W), the maximum of the correlation over displacements.
     """
     confidence, best_index = correlation.max(dim=1, keepdim=True)
-    displacement = GaussianSoftArgmax.apply(correlation, best_index,
-                                            patch_size, sigma, temperature)
+    if is_exporting_or_compiling():
+        # Exporters and compilers get plain ops, not the autograd Function.
+        displacement = gaussian_soft_argmax_plain(correlation, best_index,
+                                                  patch_size, sigma,
+                                                  temperature)
+    else:
+        displacement = GaussianSoftArgmax.apply(correlation, best_index,
+                                                patch_size, sigma,
+                                                temperature)
     return displacement, confidence
 
 

@@ -131,6 +131,33 @@ class GaussianSoftArgmax(torch.autograd.Function):
         return grad_correlation, None, None, None, None
 
 
+def gaussian_soft_argmax_plain(correlation: torch.Tensor,
+                               best_index: torch.Tensor, patch_size: int,
+                               sigma: float,
+                               temperature: float) -> torch.Tensor:
+    """:class:`GaussianSoftArgmax`'s displacement in plain, traceable ops.
+
+    Same arguments and result; autograd keeps its full-size temporaries, so
+    it serves exporters and compilers, not training.
+    """
+    batch, _, height, width = correlation.shape
+    grid = torch.arange(patch_size, device=correlation.device,
+                        dtype=correlation.dtype).view(1, patch_size, 1, 1)
+    best_y = torch.div(best_index, patch_size, rounding_mode='floor')
+    best_x = best_index - best_y * patch_size
+    gauss_y = torch.exp(-(grid - best_y).pow(2) / (2 * sigma**2))
+    gauss_x = torch.exp(-(grid - best_x).pow(2) / (2 * sigma**2))
+    gaussian = gauss_y.unsqueeze(2) * gauss_x.unsqueeze(1)
+    logits = correlation.view(batch, patch_size, patch_size, height, width)
+    logits = (logits * gaussian * temperature).view(batch, -1, height, width)
+    prob = F.softmax(logits, dim=1).view(batch, patch_size, patch_size,
+                                         height, width)
+    offsets = _offsets(patch_size, prob)
+    dy = (prob.sum(dim=2) * offsets).sum(dim=1, keepdim=True)
+    dx = (prob.sum(dim=1) * offsets).sum(dim=1, keepdim=True)
+    return torch.cat([dx, dy], dim=1)
+
+
 def plain_soft_argmax(correlation: torch.Tensor, patch_size: int,
                       temperature: float):
     """Displacement and confidence from a correlation, without the kernel.
