@@ -150,10 +150,11 @@ def module_steps(module: nn.Module, inputs: torch.Tensor
 
     def train():
         module.train()
-        optimizer.zero_grad(set_to_none=True)
         loss = module(inputs).mean()
         loss.backward()
         optimizer.step()
+        # As OptimWrapper does: gradients freed at the end of the step.
+        optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
     def infer():
@@ -177,8 +178,10 @@ def correlation_step(impl: str, batch: int, channels: int, size: int,
                        generator=generator)
 
     def step():
-        f1.grad = f2.grad = None
         local_correlation(f1, f2, max_disp, impl=impl).backward(grad)
+        # Dropped after the step, not before: a measurement that starts
+        # with the previous gradients alive would hide the new ones.
+        f1.grad = f2.grad = None
 
     return step
 

@@ -160,10 +160,11 @@ def markdown(entries: list, args) -> str:
     lines = [
         f'Measured here: params, FLOPs (G, one clip of the training '
         f'sampling at {args.size}x{args.size}, mmengine counter with the '
-        f'correlation handle) and CPU inference seconds per clip (batch 1, '
-        f'median of {args.rounds} alternating rounds, '
-        f'{torch.get_num_threads()} threads). Published: top-1/top-5 and '
-        f'the zoo\'s FLOPs/params.', '',
+        f'correlation handle) and ' +
+        ('no inference time (--no-timing)' if args.no_timing else
+         f'CPU inference seconds per clip (batch 1, median of {args.rounds} '
+         f'alternating rounds, {torch.get_num_threads()} threads)') +
+        '. Published: top-1/top-5 and the zoo\'s FLOPs/params.', '',
         '| data | model | frames | top-1 | top-5 | FLOPs (G) | params (M) '
         '| zoo FLOPs / params | inference (s/clip) | config |',
         '|---|---|---|---|---|---|---|---|---|---|'

@@ -4,12 +4,13 @@ The plain formulation (``local_correlation_reference``) multiplies ``f1`` by
 (2d+1)^2 shifted copies of ``f2`` and lets autograd record every product. Here
 the same numbers come from matrix products restricted to the window:
 
-- rows of the maps are grouped in strips of ``G`` rows; a strip of ``f1``
+- rows of the maps are grouped in strips of ``G`` rows (G divides H, see
+  :func:`strip_rows_for`); a strip of ``f1``
   (G*W positions x C channels) is multiplied by the block of ``f2`` rows it
   can reach (G + 2d padded rows x (W + 2d) padded columns), one GEMM per
   strip, all strips of one clip in one ``bmm``;
-- a precomputed index picks the (2d+1)^2 window entries of every position out
-  of each strip's product (the product also holds pairs outside the window,
+- a strided view picks the (2d+1)^2 window entries of every position out of
+  each strip's product (the product also holds pairs outside the window,
   about (G + 2d)(W + 2d) / (2d+1)^2 times the useful work: 3 times for the
   paper's 28x28 maps with d = 7, G = 4, traded for GEMM speed);
 - the autograd Function saves only ``f1`` and ``f2``; its backward builds the
