@@ -10,6 +10,11 @@ _base_ = ('mmaction::recognition/tsm/'
 custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
 # Logs which model tensors a load_from/resume checkpoint filled, which are
 # new and which went unused (see README, "Warm start from the model zoo").
-custom_hooks = [dict(type='CheckpointKeysReportHook')]
+# Log which tensors a load filled; stop at a NaN/inf loss, naming the
+# iteration (msnet_plugin/hooks).
+custom_hooks = [
+    dict(type='CheckpointKeysReportHook'),
+    dict(type='CheckInvalidLossHook', interval=1)
+]
 
 model = dict(backbone=dict(type='MSResNetTSM', ms_stages=(1, ), ms_cfg=dict()))

@@ -11,7 +11,6 @@ _base_ = ('mmaction::recognition/tsm/'
 custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
 # Logs which model tensors a load_from/resume checkpoint filled, which are
 # new and which went unused (see README, "Warm start from the model zoo").
-custom_hooks = [dict(type='CheckpointKeysReportHook')]
 
 # The only model change: ResNetTSM -> MSResNetTSM (all ResNetTSM arguments
 # stay as inherited). ms_cfg takes MotionSqueeze overrides for ablations.
@@ -96,7 +95,9 @@ test_dataloader = dict(
 # iteration; refuse a checkpoint that does not fit the model, listing what
 # differs; check labels against num_classes before training and report
 # skipped bad samples; keep random states in checkpoints for exact resumes.
+# CheckpointKeysReportHook logs which tensors a load filled (msnet_plugin/hooks).
 custom_hooks = [
+    dict(type='CheckpointKeysReportHook'),
     dict(type='CheckInvalidLossHook', interval=1),
     dict(type='CheckpointMatchHook'),
     dict(type='DatasetCheckHook'),

@@ -91,7 +91,10 @@ def test_8_frame_configs_are_mmaction_tsm_plus_ms(name, base):
                 'test_dataloader', 'optim_wrapper', 'param_scheduler',
                 'train_cfg', 'auto_scale_lr'):
         assert cfg[key] == zoo[key], key
-    assert cfg['custom_hooks'] == [dict(type='CheckpointKeysReportHook')]
+    assert cfg['custom_hooks'] == [
+        dict(type='CheckpointKeysReportHook'),
+        dict(type='CheckInvalidLossHook', interval=1)
+    ]
 
 
 def test_kinetics_is_dense_without_label_flip():

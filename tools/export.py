@@ -36,6 +36,7 @@ from msnet_plugin.deploy import (build_frames_to_scores,  # noqa: E402
                                  plain_correlation)
 from msnet_plugin.deploy.frames_to_scores import example_frames  # noqa: E402
 from msnet_plugin.deploy.onnx_export import EXPORTERS  # noqa: E402
+from msnet_plugin.models.correlation import plain_kernels  # noqa: E402
 
 #: Batch size of the example input the export traces. Not 1: torch.export
 #: takes a dimension of size 1 for a constant.
@@ -97,7 +98,9 @@ def default_output(args, num_segments):
 
 def export_torchscript(module, frames, path):
     """Trace ``module`` at ``frames`` and save it; returns the loaded copy."""
-    with torch.no_grad(), warnings.catch_warnings():
+    # plain_kernels: torch.jit.trace cannot record MotionSqueeze's autograd
+    # Functions (fast correlation, Gaussian soft-argmax).
+    with torch.no_grad(), plain_kernels(), warnings.catch_warnings():
         # Shape checks read in Python become constants in the trace; they
         # hold for every batch size.
         warnings.simplefilter('ignore', torch.jit.TracerWarning)

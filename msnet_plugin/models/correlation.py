@@ -16,13 +16,14 @@ default is pure PyTorch, so it runs on any device and is differentiable:
 - ``'auto'`` (the default): on CUDA the first of mmcv, Triton, fast that is
   installed and passes a one-time check against ``'fast'`` on a small input
   (a kernel that fails it is skipped with a warning); on other devices
-  ``'fast'``; ``'reference'`` during ONNX export, ``torch.jit`` tracing and
-  ``torch.compile``, where a custom autograd Function is not wanted.
+  ``'fast'``; ``'reference'`` during ONNX export, ``torch.compile`` and
+  :func:`plain_kernels` (TorchScript export), where a custom autograd Function is not wanted.
 
 Choose per call (``impl=``), per module (``MotionSqueeze(correlation_impl=)``,
 i.e. ``ms_cfg=dict(correlation_impl='reference')`` in a config), or for the
 whole process with :func:`set_default_correlation_impl`.
 """
+import contextlib
 import importlib.util
 import warnings
 from typing import Callable, Dict, Optional, Tuple
@@ -35,6 +36,7 @@ from .fast_correlation import FastLocalCorrelation
 IMPLEMENTATIONS = ('auto', 'reference', 'fast', 'mmcv', 'triton')
 
 _default_impl = 'auto'
+_force_plain_kernels = False
 #: (device type, index) -> the kernel 'auto' settled on for that device.
 _auto_choice: Dict[Tuple[str, Optional[int]], str] = {}
 
@@ -189,12 +191,27 @@ def _resolve_auto(tensor: torch.Tensor) -> str:
     return _auto_choice[key]
 
 
+@contextlib.contextmanager
+def plain_kernels():
+    """Within the block, MotionSqueeze uses plain PyTorch ops only: the
+    reference correlation and a plain Gaussian soft-argmax, as during ONNX
+    export. For ``torch.jit.trace`` (TorchScript export), which cannot record
+    an autograd Function. Not applied to every trace: mmengine's FLOP counter
+    traces too, and counts the correlation by its Function node."""
+    global _force_plain_kernels
+    previous, _force_plain_kernels = _force_plain_kernels, True
+    try:
+        yield
+    finally:
+        _force_plain_kernels = previous
+
+
 def is_exporting_or_compiling() -> bool:
-    """True while torch.jit traces, ONNX exports or torch.compile compiles:
-    then custom autograd Functions are avoided in favour of plain ops."""
+    """True during ONNX export, torch.compile and :func:`plain_kernels`:
+    then custom autograd Functions give way to plain ops."""
     compiling = getattr(torch.compiler, 'is_compiling', lambda: False)()
-    return bool(compiling or torch.onnx.is_in_onnx_export()
-                or torch.jit.is_tracing())
+    return bool(_force_plain_kernels or compiling
+                or torch.onnx.is_in_onnx_export())
 
 
 def _first_working_cuda_kernel(device: torch.device) -> str:
