@@ -11,6 +11,25 @@ from mmengine.model import is_model_wrapper
 DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
 
 
+def tensor_shape(value) -> Tuple[int, ...]:
+    """Shape of a state-dict value; () for a non-tensor entry."""
+    return tuple(getattr(value, 'shape', ()))
+
+
+def revise_checkpoint_keys(
+    checkpoint_state: Mapping[str, torch.Tensor],
+    revise_keys: Sequence[Tuple[str, str]] = DEFAULT_REVISE_KEYS
+) -> Dict[str, torch.Tensor]:
+    """Checkpoint keys renamed by each ``(pattern, replacement)`` in turn,
+    as ``Runner.load_checkpoint`` renames them."""
+    revised = {}
+    for key, value in checkpoint_state.items():
+        for pattern, replacement in revise_keys:
+            key = re.sub(pattern, replacement, key)
+        revised[key] = value
+    return revised
+
+
 def compare_checkpoint_keys(
     model_state: Mapping[str, torch.Tensor],
     checkpoint_state: Mapping[str, torch.Tensor],
@@ -31,16 +50,12 @@ def compare_checkpoint_keys(
         (only in the checkpoint) and ``shape_mismatch`` (in both with
         different shapes: not loaded, keep their initialisation).
     """
-    revised = {}
-    for key, value in checkpoint_state.items():
-        for pattern, replacement in revise_keys:
-            key = re.sub(pattern, replacement, key)
-        revised[key] = value
+    revised = revise_checkpoint_keys(checkpoint_state, revise_keys)
     common = model_state.keys() & revised.keys()
     mismatch = {
         key
         for key in common
-        if tuple(model_state[key].shape) != tuple(revised[key].shape)
+        if tensor_shape(model_state[key]) != tensor_shape(revised[key])
     }
     return dict(
         loaded=sorted(common - mismatch),

@@ -3,13 +3,16 @@ differs, instead of mmengine's warning (``load_from``, ``--resume`` and
 ``tools/test.py`` all load with ``strict=False``, so a checkpoint of another
 architecture or class count would otherwise leave part of the model at its
 random init)."""
-import re
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmaction.registry import HOOKS
+
+from .checkpoint_keys_report_hook import (compare_checkpoint_keys,
+                                          revise_checkpoint_keys,
+                                          tensor_shape)
 
 # Keys listed per kind of difference before "... and N more".
 MAX_LISTED_KEYS = 10
@@ -19,14 +22,11 @@ class CheckpointMismatchError(RuntimeError):
     """The checkpoint's weights do not fit the model's."""
 
 
-def _shape(value) -> Tuple[int, ...]:
-    return tuple(getattr(value, 'shape', ()))
-
-
 def state_dict_differences(
         model_state: Mapping, checkpoint_state: Mapping,
         ignore_prefixes: Sequence[str] = ()) -> Dict[str, List[str]]:
-    """What differs between two state dicts.
+    """What differs between two state dicts (checkpoint keys revised as
+    ``Runner.load_checkpoint`` does, ``module.`` stripped).
 
     Returns:
         dict: ``shape`` (``'key: checkpoint (a, b) vs model (c, d)'``),
@@ -34,21 +34,19 @@ def state_dict_differences(
         ``unexpected`` (keys of the checkpoint the model lacks), each sorted;
         keys starting with one of ``ignore_prefixes`` are left out.
     """
-    def kept(key):
-        return not key.startswith(tuple(ignore_prefixes))
+    report = compare_checkpoint_keys(model_state, checkpoint_state)
+    revised = revise_checkpoint_keys(checkpoint_state)
+
+    def kept(keys):
+        return [k for k in keys if not k.startswith(tuple(ignore_prefixes))]
 
     shape = [
-        f'{key}: checkpoint {_shape(checkpoint_state[key])} vs model '
-        f'{_shape(value)}' for key, value in model_state.items()
-        if key in checkpoint_state and kept(key)
-        and _shape(checkpoint_state[key]) != _shape(value)
+        f'{key}: checkpoint {tensor_shape(revised[key])} vs model '
+        f'{tensor_shape(model_state[key])}'
+        for key in kept(report['shape_mismatch'])
     ]
-    missing = [k for k in model_state if k not in checkpoint_state and kept(k)]
-    unexpected = [
-        k for k in checkpoint_state if k not in model_state and kept(k)
-    ]
-    return dict(shape=sorted(shape), missing=sorted(missing),
-                unexpected=sorted(unexpected))
+    return dict(shape=sorted(shape), missing=kept(report['new']),
+                unexpected=kept(report['unused']))
 
 
 def describe_differences(differences: Dict[str, List[str]]) -> str:
@@ -99,8 +97,6 @@ class CheckpointMatchHook(Hook):
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         state = checkpoint.get('state_dict', checkpoint)
-        # the same revision mmengine's Runner.load_checkpoint applies
-        state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
         details = describe_differences(
             state_dict_differences(model.state_dict(), state,
                                    self.ignore_prefixes))
