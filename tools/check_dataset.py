@@ -16,7 +16,6 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
 import cv2  # noqa: E402

@@ -21,9 +21,7 @@ Writes DIR/compare_zoo.md and DIR/compare_zoo.json
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
 import mmaction  # noqa: E402

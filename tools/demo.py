@@ -11,9 +11,7 @@ config's test pipeline; with ``--out-filename``, MMAction2's
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import decord  # noqa: E402
 import torch  # noqa: E402

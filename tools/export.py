@@ -21,10 +21,8 @@ import argparse
 import contextlib
 import os
 import os.path as osp
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402

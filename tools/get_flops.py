@@ -9,10 +9,7 @@ Usage: python tools/get_flops.py CONFIG [--num-frames T] [--shape H W]
        [--cfg-options k=v ...]
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
 from mmengine.config import Config, DictAction  # noqa: E402

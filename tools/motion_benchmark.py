@@ -28,10 +28,8 @@ import copy
 import json
 import os
 import os.path as osp
-import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
 import torch  # noqa: E402

@@ -6,9 +6,7 @@ Usage: python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
 import torch  # noqa: E402

@@ -15,9 +15,7 @@ model's maps.
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 from mmaction.apis import inference_recognizer  # noqa: E402
