@@ -88,9 +88,12 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
     clip_grad=dict(max_norm=20, norm_type=2))
 
+# Checkpoints are written atomically (msnet_plugin/fileio.py): a crash or a
+# full disk during a save never leaves a truncated epoch_N.pth.
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto'))
+    checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto',
+                    backend_args=dict(backend='atomic_local')))
 randomness = dict(seed=0)
 
 # Reliability (msnet_plugin/hooks): stop at a NaN/inf loss naming the

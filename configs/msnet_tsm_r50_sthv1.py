@@ -95,11 +95,14 @@ test_dataloader = dict(
 # iteration; refuse a checkpoint that does not fit the model, listing what
 # differs; check labels against num_classes before training and report
 # skipped bad samples; keep random states in checkpoints for exact resumes.
-# CheckpointKeysReportHook logs which tensors a load filled (msnet_plugin/hooks).
 custom_hooks = [
-    dict(type='CheckpointKeysReportHook'),
     dict(type='CheckInvalidLossHook', interval=1),
     dict(type='CheckpointMatchHook'),
     dict(type='DatasetCheckHook'),
     dict(type='RandomStateHook'),
 ]
+
+# Checkpoints are written atomically (msnet_plugin/fileio.py): a crash or a
+# full disk during a save never leaves a truncated epoch_N.pth.
+default_hooks = dict(
+    checkpoint=dict(backend_args=dict(backend='atomic_local')))

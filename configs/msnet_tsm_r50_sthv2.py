@@ -10,9 +10,14 @@ custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
 # Log which tensors a load filled; stop at a NaN/inf loss, naming the
 # iteration (msnet_plugin/hooks).
 custom_hooks = [
-    dict(type='CheckpointKeysReportHook'),
+    dict(type='CheckpointMatchHook', refuse=False),
     dict(type='CheckInvalidLossHook', interval=1)
 ]
 
 # The only change: ResNetTSM -> MSResNetTSM (ResNetTSM arguments inherited).
 model = dict(backbone=dict(type='MSResNetTSM', ms_stages=(1, ), ms_cfg=dict()))
+
+# Checkpoints are written atomically (msnet_plugin/fileio.py): a crash or a
+# full disk during a save never leaves a truncated epoch_N.pth.
+default_hooks = dict(
+    checkpoint=dict(backend_args=dict(backend='atomic_local')))

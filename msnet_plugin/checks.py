@@ -97,13 +97,18 @@ def check_segment_counts(model_cfg: dict) -> Dict[str, int]:
 
 
 def require_checkpoint_match(cfg) -> None:
-    """Add ``CheckpointMatchHook`` to ``cfg.custom_hooks`` unless it is
-    there, so that testing or resuming a checkpoint that does not fit the
-    model stops with a list of the differences (tools/test.py, and
-    tools/train.py with ``--resume``)."""
+    """Make ``cfg.custom_hooks`` refuse a checkpoint that does not fit the
+    model: the config's ``CheckpointMatchHook`` gets ``refuse=True``, or one
+    is added, so that testing or resuming such a checkpoint stops with a
+    list of the differences (tools/test.py, and tools/train.py with
+    ``--resume``)."""
     hooks = list(cfg.get('custom_hooks', None) or [])
-    if not any(
-            str(hook.get('type', '')).split('.')[-1] == 'CheckpointMatchHook'
-            for hook in hooks if isinstance(hook, dict)):
+    matching = [
+        hook for hook in hooks if isinstance(hook, dict) and str(
+            hook.get('type', '')).split('.')[-1] == 'CheckpointMatchHook'
+    ]
+    for hook in matching:
+        hook['refuse'] = True
+    if not matching:
         hooks.append(dict(type='CheckpointMatchHook'))
     cfg.custom_hooks = hooks

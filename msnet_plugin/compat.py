@@ -1,77 +1,54 @@
-"""Workarounds for upstream defects; :func:`apply` applies all but the fourth.
+"""Workarounds for upstream defects, each applied only where it is needed.
 
-Each workaround checks for its defect first, so it does nothing on a fixed
-install. ``msnet_plugin/__init__.py`` calls :func:`apply` before anything
-imports ``mmaction.models``.
+At import, ``msnet_plugin/__init__.py`` calls :func:`apply`, which applies
+only what the plugin cannot work without, and each of those only where its
+defect is found on the installed packages (the defect itself is probed, not
+a version number):
 
 1. Missing DRN package (mmaction2). The 1.2.0 wheel ships without
    ``mmaction/models/localizers/drn/``, but ``localizers/__init__.py`` imports
    ``.drn.drn.DRN``, so ``import mmaction.models`` fails with
    ``No module named 'mmaction.models.localizers.drn'``. Upstream:
-   open-mmlab/mmaction2#2714, open as of mmaction2 1.2.0. Workaround: if the
-   folder is missing on disk, put stub modules in ``sys.modules`` whose
-   ``DRN`` raises :class:`ImportError` when constructed. The stub is not
+   open-mmlab/mmaction2#2714, open as of mmaction2 1.2.0. Probe: the folder
+   is missing on disk. Workaround: stub modules in ``sys.modules`` whose
+   ``DRN`` raises :class:`ImportError` when constructed; the stub is not
    registered in any registry.
 2. mmengine checkpoints vs. safe loading (mmengine, with torch >= 2.6).
    torch 2.6 made ``torch.load`` default to ``weights_only=True``. mmengine's
    loaders call ``torch.load`` without ``weights_only``, and the checkpoints
    mmengine writes hold non-tensor objects, so ``tools/test.py``, ``--resume``
    and ``load_from`` fail with ``UnpicklingError``. Upstream: reported as
-   open-mmlab/mmengine#1655. The fix PRs open-mmlab/mmengine#1639 and #1650
-   (both set ``weights_only=False``) are unmerged, so this is not fixed as
-   of mmengine 0.10.7. Workaround: keep safe loading and allowlist exactly
-   the globals mmengine writes (:data:`MMENGINE_SAFE_GLOBALS`).
+   open-mmlab/mmengine#1655; reported fixed on mmengine's main branch, not
+   in 0.10.7. Probe: mmengine's own local loader reads a small checkpoint
+   holding a ``HistoryBuffer`` (what its Runner writes) and fails. Workaround:
+   keep safe loading and allowlist exactly the globals mmengine writes
+   (:data:`MMENGINE_SAFE_GLOBALS`).
 3. ``torchvision://`` needs torchvision (mmengine). mmengine's
    ``load_from_torchvision`` imports torchvision only to look up the
-   download URL. This is by design and no upstream issue was found; not
-   fixed as of mmengine 0.10.7.
-   MMAction2's TSM recipes default to ``pretrained='torchvision://resnet50'``.
-   Workaround: when torchvision is missing, load ``{name}-*.pth`` from torch
-   hub's checkpoint cache, or raise :class:`TorchvisionUnavailableError`,
-   which says how to pass a local file instead.
-4. ``_base_ = 'mmaction::...'`` needs ``pkg_resources`` (mmengine).
-   mmengine 0.10.7 resolves package-scoped config bases with
-   ``pkg_resources``, which setuptools removed in 82.0.0, so every config
-   that inherits an MMAction2 recipe fails to parse with ``No module named
-   'pkg_resources'``. Configs are parsed before any plugin is imported, so
-   this one is handled at install time: ``setup.cfg`` requires
-   ``setuptools<82``. Not fixed as of mmengine 0.10.7.
-5. Checkpoints are not written atomically (mmengine). ``save_checkpoint``
-   hands the bytes to the ``local`` file backend, whose ``put`` opens the
-   final path and writes into it, so a crash or SIGKILL during a save leaves
-   a truncated ``epoch_N.pth`` under the real name (and ``--resume PATH`` or
-   a later ``load_from`` then fails on it). No upstream issue was found; not
-   fixed as of mmengine 0.10.7. Workaround: register
-   :class:`AtomicLocalBackend` as mmengine's ``local`` backend (the one
-   every plain path gets): its ``put``/``put_text`` write a temporary file
-   in the same folder, flush and fsync it, then ``os.replace`` it onto the
-   final name, so the final name holds the old file or the complete new
-   one, never part of one. CheckpointHook's ``last_checkpoint`` pointer is
-   written after the checkpoint, with plain ``open``, so it names a complete
-   file; a kill in the microseconds of that tiny write could still leave it
-   empty.
-6. Distributed training without an accelerator (mmengine). With
-   ``--launcher pytorch`` on a CPU-only torch, mmengine 0.10.7's
-   ``_init_dist_pytorch`` calls ``torch.cuda.set_device`` (``AttributeError:
-   module 'torch._C' has no attribute '_cuda_setDevice'``) and defaults to
-   the ``nccl`` backend, and ``Runner.wrap_model`` passes
-   ``device_ids=[LOCAL_RANK]`` to DistributedDataParallel, which torch
-   rejects for CPU modules (``device_ids and output_device arguments only
-   work with single-device/multiple-device GPU modules``). No upstream issue
-   was found; not fixed as of mmengine 0.10.7. Workaround
-   (:func:`allow_distributed_on_cpu`): when mmengine's device is ``cpu``,
-   initialise the process group without ``set_device``, with ``gloo`` in
-   place of ``nccl``, and drop ``device_ids``/``output_device`` for modules
-   whose parameters are all on the CPU. Accelerator runs are untouched.
-7. bfloat16 class scores in MMAction2's head loss (mmaction2). Under
-   bfloat16 autocast (``--amp`` on the CPU; also bf16 on CUDA) the head's
-   scores are bfloat16, and ``BaseHead.loss_by_feat`` computes its training
-   top-k accuracy with ``cls_scores.detach().cpu().numpy()``, which fails:
-   ``TypeError: Got unsupported ScalarType BFloat16`` (numpy has no
-   bfloat16). No upstream issue was found; not fixed as of mmaction2 1.2.0.
-   Workaround (:func:`score_bfloat16_as_float32`): ``loss_by_feat`` gets
-   bfloat16 scores as float32 (the loss is then computed in float32, as
-   autocast does for ``cross_entropy`` anyway).
+   download URL; MMAction2's TSM recipes default to
+   ``pretrained='torchvision://resnet50'``. By design upstream (no issue);
+   as of mmengine 0.10.7. Probe: torchvision cannot be found. Workaround:
+   load ``{name}-*.pth`` from torch hub's checkpoint cache, or raise
+   :class:`TorchvisionUnavailableError`, which says how to pass a local file.
+
+Two more are applied only by the runs that need them:
+
+4. ``_base_ = 'mmaction::...'`` needs ``pkg_resources`` (mmengine 0.10.7),
+   which setuptools removed in 82.0.0; configs are parsed before any plugin
+   is imported, so ``setup.cfg`` requires ``setuptools<82`` (install time).
+5. Distributed training without an accelerator (mmengine 0.10.7, no upstream
+   issue found). With ``--launcher pytorch`` on a CPU-only torch,
+   ``_init_dist_pytorch`` calls ``torch.cuda.set_device`` and defaults to
+   ``nccl``, and ``Runner.wrap_model`` passes ``device_ids`` to
+   DistributedDataParallel, which torch rejects for CPU modules.
+   ``tools/train.py`` and ``tools/test.py`` call :func:`prepare_launcher`,
+   which applies :func:`allow_distributed_on_cpu` to such a run only.
+
+The bfloat16 fix for MMAction2's head loss lives in
+:class:`msnet_plugin.optim.CPUAmpOptimWrapper` (the only place bfloat16 scores
+arise), and atomic checkpoint writes in :mod:`msnet_plugin.fileio` (a file
+backend that configs choose). docs/compatibility.md lists each workaround,
+its upstream state and when to delete it.
 """
 import glob
 import importlib
@@ -81,12 +58,11 @@ import os
 import os.path as osp
 import pickle
 import sys
+import tempfile
 import types
-import uuid
 
 import numpy as np
 import torch
-from mmengine.fileio import LocalBackend, register_backend
 import torch.distributed as torch_dist
 from mmengine.device import get_device
 from mmengine.dist import utils as mmengine_dist_utils
@@ -94,7 +70,6 @@ from mmengine.logging import HistoryBuffer, print_log
 from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
-from mmengine.utils import digit_version
 
 _DRN_PACKAGE = 'mmaction.models.localizers.drn'
 _TORCHVISION_PREFIXES = ('torchvision://', 'modelzoo://')
@@ -189,19 +164,30 @@ def stub_missing_drn():
     sys.modules[drn_module.__name__] = drn_module
 
 
+def mmengine_checkpoints_fail_safe_loading():
+    """Probe of defect 2: whether mmengine's own local loader refuses a
+    checkpoint holding a ``HistoryBuffer``, as every checkpoint its Runner
+    writes does. Writes and reads one small temporary file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = osp.join(folder, 'probe.pth')
+        torch.save(dict(message_hub=HistoryBuffer([1.0], [1])), path)
+        try:
+            mmengine_checkpoint.load_from_local(path, map_location='cpu')
+        except pickle.UnpicklingError:
+            return True
+    return False
+
+
 def allow_mmengine_checkpoints():
     """Workaround 2: allowlist mmengine's globals for ``weights_only``."""
-    if digit_version(torch.__version__) >= digit_version('2.6.0'):
-        torch.serialization.add_safe_globals(list(MMENGINE_SAFE_GLOBALS))
+    torch.serialization.add_safe_globals(list(MMENGINE_SAFE_GLOBALS))
 
 
 def _torchvision_installed():
-    """Whether ``import torchvision`` works."""
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether torchvision can be found (without importing it)."""
+    if 'torchvision' in sys.modules:  # imported, or blocked with None
+        return sys.modules['torchvision'] is not None
+    return importlib.util.find_spec('torchvision') is not None
 
 
 def load_from_torchvision_or_hub_cache(filename, map_location=None):
@@ -235,43 +221,6 @@ def load_torchvision_without_torchvision():
     :func:`load_from_torchvision_or_hub_cache`."""
     CheckpointLoader.register_scheme(
         _TORCHVISION_PREFIXES, load_from_torchvision_or_hub_cache, force=True)
-
-
-class AtomicLocalBackend(LocalBackend):
-    """mmengine's ``LocalBackend`` whose writes replace the file atomically
-    (workaround 5): write a hidden temporary file in the target's folder,
-    flush and fsync it, ``os.replace`` it onto the target, fsync the
-    folder. Readers and a crash see the old file or the new one, whole."""
-
-    def put(self, obj: bytes, filepath) -> None:
-        filepath = str(filepath)
-        folder, name = osp.split(osp.abspath(filepath))
-        os.makedirs(folder, exist_ok=True)
-        # opened like ``open(filepath, 'wb')``, so the umask applies
-        tmp_path = osp.join(folder, f'.{name}.{uuid.uuid4().hex}.tmp')
-        try:
-            with open(tmp_path, 'xb') as tmp_file:
-                tmp_file.write(obj)
-                tmp_file.flush()
-                os.fsync(tmp_file.fileno())
-            os.replace(tmp_path, filepath)
-        except BaseException:
-            if osp.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
-        folder_handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(folder_handle)  # make the rename itself durable
-        finally:
-            os.close(folder_handle)
-
-    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
-        self.put(obj.encode(encoding), filepath)
-
-
-def write_files_atomically():
-    """Workaround 5: plain paths get :class:`AtomicLocalBackend`."""
-    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
 
 
 _original_init_dist_pytorch = mmengine_dist_utils._init_dist_pytorch
@@ -310,33 +259,26 @@ def _mmddp_init_on_cpu(self, module, *args, **kwargs):
 
 
 def allow_distributed_on_cpu():
-    """Workaround 6: ``--launcher pytorch`` trains on CPU-only machines."""
+    """Workaround 5, for one run: ``--launcher pytorch`` trains on a machine
+    without an accelerator. Changes mmengine's ``_init_dist_pytorch`` and
+    ``MMDistributedDataParallel.__init__`` in this process, so only the
+    tools call it, for such a run (both stay upstream's on accelerators)."""
     mmengine_dist_utils._init_dist_pytorch = init_dist_pytorch_on_cpu
     MMDistributedDataParallel.__init__ = _mmddp_init_on_cpu
 
 
-def score_bfloat16_as_float32():
-    """Workaround 7: ``BaseHead.loss_by_feat`` takes bfloat16 scores."""
-    from mmaction.models.heads.base import BaseHead
-    original = BaseHead.loss_by_feat
-    if getattr(original, '_msnet_float32_scores', False):
-        return
-
-    def loss_by_feat(self, cls_scores, data_samples):
-        if (isinstance(cls_scores, torch.Tensor)
-                and cls_scores.dtype == torch.bfloat16):
-            cls_scores = cls_scores.float()
-        return original(self, cls_scores, data_samples)
-
-    loss_by_feat._msnet_float32_scores = True
-    BaseHead.loss_by_feat = loss_by_feat
+def prepare_launcher(launcher: str) -> None:
+    """What a run launched with ``launcher`` needs: workaround 5 for
+    ``pytorch`` on a machine without an accelerator; nothing otherwise."""
+    if launcher == 'pytorch' and get_device() == 'cpu':
+        allow_distributed_on_cpu()
 
 
 def apply():
-    """Apply every workaround. Safe to call more than once."""
+    """Apply workarounds 1-3 where their defects are found. Safe to call
+    more than once."""
     stub_missing_drn()
-    allow_mmengine_checkpoints()
-    load_torchvision_without_torchvision()
-    write_files_atomically()
-    allow_distributed_on_cpu()
-    score_bfloat16_as_float32()  # imports mmaction.models: after the DRN stub
+    if mmengine_checkpoints_fail_safe_loading():
+        allow_mmengine_checkpoints()
+    if not _torchvision_installed():
+        load_torchvision_without_torchvision()

@@ -36,6 +36,89 @@ def test_apply_is_idempotent():
             is compat.load_from_torchvision_or_hub_cache)
 
 
+def run_python(script, *args):
+    result = subprocess.run([sys.executable, '-c', script, *map(str, args)],
+                            capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stdout, result.stderr
+
+
+GUEST_SCRIPT = '''
+import importlib, pkgutil
+import msnet_plugin
+for module in pkgutil.walk_packages(msnet_plugin.__path__, 'msnet_plugin.'):
+    try:
+        importlib.import_module(module.name)
+    except ModuleNotFoundError as error:  # an optional package (triton)
+        assert error.name == 'triton', error
+from mmengine.dist import utils as dist_utils
+from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.model.wrappers import MMDistributedDataParallel
+from mmaction.models.heads.base import BaseHead
+def defined_in(function, path):
+    return function.__code__.co_filename.endswith(path)
+assert type(get_file_backend('/a/plain/path.pth')) is LocalBackend
+assert defined_in(BaseHead.loss_by_feat, 'mmaction/models/heads/base.py')
+assert defined_in(dist_utils._init_dist_pytorch, 'mmengine/dist/utils.py')
+assert defined_in(MMDistributedDataParallel.__init__,
+                  'mmengine/model/wrappers/distributed.py')
+print('upstream untouched')
+'''
+
+
+def test_importing_every_module_of_the_plugin_changes_no_upstream_code():
+    returncode, stdout, stderr = run_python(GUEST_SCRIPT)
+    assert returncode == 0, stderr[-3000:]
+    assert stdout.split() == ['upstream', 'untouched']
+
+
+def test_import_without_mmcv_says_how_to_install_it():
+    returncode, _, stderr = run_python(
+        "import sys; sys.modules['mmcv'] = None; import msnet_plugin")
+    assert returncode != 0
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith('ImportError: msnet_plugin needs mmcv')
+    assert 'pip install -e ".[lite]"' in last_line
+    assert 'mmcv==2.1.0' in last_line
+
+
+PROBE_SCRIPT = '''
+import sys, importlib.util
+spec = importlib.util.spec_from_file_location('compat_alone', sys.argv[1])
+compat = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compat)
+before = compat.mmengine_checkpoints_fail_safe_loading()
+compat.apply()
+print(before, compat.mmengine_checkpoints_fail_safe_loading())
+'''
+
+
+def test_safe_loading_probe_sees_the_defect_and_its_fix():
+    """On torch >= 2.6 with mmengine 0.10.7, mmengine's loader refuses its
+    own checkpoints until the allowlist is applied."""
+    returncode, stdout, stderr = run_python(PROBE_SCRIPT, compat.__file__)
+    assert returncode == 0, stderr[-3000:]
+    assert stdout.split() == ['True', 'False']
+
+
+LAUNCHER_SCRIPT = '''
+import sys
+from mmengine.dist import utils as dist_utils
+from msnet_plugin import compat
+compat.prepare_launcher(sys.argv[1])
+print(dist_utils._init_dist_pytorch is compat.init_dist_pytorch_on_cpu)
+'''
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
+@pytest.mark.parametrize('launcher, patched', [('none', 'False'),
+                                               ('pytorch', 'True')])
+def test_cpu_distributed_workaround_only_for_a_pytorch_launch(
+        launcher, patched):
+    returncode, stdout, stderr = run_python(LAUNCHER_SCRIPT, launcher)
+    assert returncode == 0, stderr[-3000:]
+    assert stdout.split() == [patched]
+
+
 # --- a. DRN missing from the mmaction2 wheel --------------------------------
 
 def test_mmaction_models_import_and_registry():

@@ -92,7 +92,7 @@ def test_8_frame_configs_are_mmaction_tsm_plus_ms(name, base):
                 'train_cfg', 'auto_scale_lr'):
         assert cfg[key] == zoo[key], key
     assert cfg['custom_hooks'] == [
-        dict(type='CheckpointKeysReportHook'),
+        dict(type='CheckpointMatchHook', refuse=False),
         dict(type='CheckInvalidLossHook', interval=1)
     ]
 

@@ -250,7 +250,8 @@ def test_half_written_dataset_is_regenerated(tmp_path, monkeypatch):
         generate_video_dataset(root, 6, 0, size=32)
     assert not osp.exists(tmp_path / 'annotations.txt')
     assert not any(
-        name.startswith('.partial') for name in os.listdir(tmp_path))
+        name.endswith('.tmp') or '.tmp.' in name
+        for name in os.listdir(tmp_path))
 
     calls = count_write_video_calls(monkeypatch)
     ann_path = generate_video_dataset(root, 6, 0, size=32)

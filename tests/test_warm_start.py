@@ -1,6 +1,6 @@
 """Warm starts: MMAction2's TSM-R50 checkpoint into MSNet, and a Kinetics
 MSNet checkpoint into the HMDB51 fine-tuning config, through the Runner's
-``load_from``; the CheckpointKeysReportHook log says what loaded."""
+``load_from``; the CheckpointMatchHook log says what loaded."""
 import re
 from pathlib import Path
 
@@ -62,7 +62,8 @@ def test_compare_checkpoint_keys():
     checkpoint = {'module.a': torch.ones(2), 'b': torch.ones(4),
                   'd': torch.ones(1)}
     assert compare_checkpoint_keys(model, checkpoint) == dict(
-        loaded=['a'], new=['c'], unused=['d'], shape_mismatch=['b'])
+        loaded=['a'], new=['c'], unused=['d'],
+        shape_mismatch={'b': ((4, ), (3, ))})
 
 
 def test_tsm_zoo_checkpoint_warm_starts_msnet(tmp_path, monkeypatch):

@@ -29,14 +29,13 @@ import subprocess
 import sys
 import time
 
+import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+import torch
+from mmengine.config import Config
 
-import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-
-from msnet_plugin import benchmarking as bench  # noqa: E402
+from msnet_plugin import benchmarking as bench
 from msnet_plugin.flops import build_recognizer, model_complexity  # noqa
-from msnet_plugin.models import MotionSqueeze  # noqa: E402
+from msnet_plugin.models import MotionSqueeze
 from msnet_plugin.models.correlation import resolve_correlation_impl  # noqa
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -17,13 +17,13 @@ import sys
 from typing import List, Optional
 
 
-import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
-import cv2  # noqa: E402
-from mmaction.datasets import RawframeDataset, VideoDataset  # noqa: E402
-from mmaction.registry import DATASETS  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.utils import (track_iter_progress,  # noqa: E402
+import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+import cv2
+from mmaction.datasets import RawframeDataset, VideoDataset
+from mmaction.registry import DATASETS
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+from mmengine.utils import (track_iter_progress,
                             track_parallel_progress)
 
 SPLITS = ('train', 'val', 'test')

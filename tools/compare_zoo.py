@@ -22,14 +22,13 @@ Writes DIR/compare_zoo.md and DIR/compare_zoo.json
 import argparse
 import os.path as osp
 
+import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+import mmaction
+import torch
+import yaml
+from mmengine.config import Config
 
-import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
-import mmaction  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-
-from msnet_plugin import benchmarking as bench  # noqa: E402
+from msnet_plugin import benchmarking as bench
 from msnet_plugin.flops import (build_recognizer, model_complexity,  # noqa
                                 recognizer_input_shape)
 

@@ -12,18 +12,17 @@ config's test pipeline; with ``--out-filename``, MMAction2's
 import argparse
 import os.path as osp
 
+import decord
+import torch
+from mmaction.apis import inference_recognizer
+from mmaction.structures import ActionDataSample
+from mmaction.visualization import ActionVisualizer
+from mmengine.structures import LabelData
 
-import decord  # noqa: E402
-import torch  # noqa: E402
-from mmaction.apis import inference_recognizer  # noqa: E402
-from mmaction.structures import ActionDataSample  # noqa: E402
-from mmaction.visualization import ActionVisualizer  # noqa: E402
-from mmengine.structures import LabelData  # noqa: E402
-
-import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
-from msnet_plugin.datasets import write_video  # noqa: E402
-from msnet_plugin.visualization import save_gif  # noqa: E402
-from msnet_plugin.visualization.inference import (  # noqa: E402
+import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+from msnet_plugin.datasets import write_video
+from msnet_plugin.visualization import save_gif
+from msnet_plugin.visualization.inference import (
     class_names, load_recognizer, top_k, video_pipeline)
 
 MIN_SHORT_SIDE = 224  # smaller videos are enlarged so the text is legible

@@ -23,18 +23,17 @@ import os
 import os.path as osp
 import warnings
 
+import torch
+from mmengine.config import DictAction
 
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
-from msnet_plugin.deploy import (build_frames_to_scores,  # noqa: E402
+import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+from msnet_plugin.deploy import (build_frames_to_scores,
                                  compare_inference_speed, export_onnx,
                                  nonstandard_onnx_ops, onnxruntime_scores,
                                  plain_correlation)
-from msnet_plugin.deploy.frames_to_scores import example_frames  # noqa: E402
-from msnet_plugin.deploy.onnx_export import EXPORTERS  # noqa: E402
-from msnet_plugin.models.correlation import plain_kernels  # noqa: E402
+from msnet_plugin.deploy.frames_to_scores import example_frames
+from msnet_plugin.deploy.onnx_export import EXPORTERS
+from msnet_plugin.models.correlation import plain_kernels
 
 #: Batch size of the example input the export traces. Not 1: torch.export
 #: takes a dimension of size 1 for a constant.

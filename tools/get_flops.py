@@ -10,9 +10,8 @@ Usage: python tools/get_flops.py CONFIG [--num-frames T] [--shape H W]
 """
 import argparse
 
-
-import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
-from mmengine.config import Config, DictAction  # noqa: E402
+import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+from mmengine.config import Config, DictAction
 
 from msnet_plugin.flops import (build_recognizer, model_complexity,  # noqa
                                 recognizer_input_shape)

@@ -30,15 +30,14 @@ import os
 import os.path as osp
 import time
 
-
-import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
-import torch  # noqa: E402
-from mmengine.analysis import get_model_complexity_info  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from mmaction.registry import MODELS  # noqa: E402
-from msnet_plugin.datasets import motion_flip_label_map  # noqa: E402
+import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+import torch
+from mmengine.analysis import get_model_complexity_info
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from mmaction.registry import MODELS
+from msnet_plugin.datasets import motion_flip_label_map
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'msnet_r18_demo_synthetic.py')

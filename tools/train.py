@@ -7,14 +7,13 @@ import argparse
 import os
 import os.path as osp
 
-
-import msnet_plugin  # noqa: E402,F401  (compat fixes, then registration)
-import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from mmaction.registry import RUNNERS  # noqa: E402
-from msnet_plugin.checks import (check_segment_counts,  # noqa: E402
-                                 require_checkpoint_match)
+import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+from mmaction.registry import RUNNERS
+from msnet_plugin.checks import check_segment_counts, require_checkpoint_match
+from msnet_plugin.compat import prepare_launcher
 
 
 def parse_args(argv=None):
@@ -94,6 +93,7 @@ def main(argv=None):
     check_segment_counts(cfg.model)
     if cfg.get('resume', False):
         require_checkpoint_match(cfg)
+    prepare_launcher(args.launcher)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()

@@ -16,15 +16,14 @@ import argparse
 import os
 import os.path as osp
 
+import numpy as np
+from mmaction.apis import inference_recognizer
+from mmengine.dataset import Compose
 
-import numpy as np  # noqa: E402
-from mmaction.apis import inference_recognizer  # noqa: E402
-from mmengine.dataset import Compose  # noqa: E402
-
-from msnet_plugin.visualization import (MotionRecorder,  # noqa: E402
+from msnet_plugin.visualization import (MotionRecorder,
                                         motion_gif_frames, motion_grid,
                                         save_gif, save_png, split_clips)
-from msnet_plugin.visualization.inference import (  # noqa: E402
+from msnet_plugin.visualization.inference import (
     class_names, load_recognizer, top_k, video_pipeline)
 
 

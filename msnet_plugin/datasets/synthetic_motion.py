@@ -31,13 +31,13 @@ import fcntl
 import json
 import os
 import os.path as osp
-import uuid
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from mmaction.datasets import VideoDataset
 
+from ..fileio import replaced_atomically, write_bytes_atomically
 from .bad_sample_guard import BadSampleGuardMixin
 
 # Label i is the direction MOTION_CLASSES[i]; the first four are used when
@@ -200,13 +200,6 @@ def generate_dataset_clip(seed: int, index: int, num_frames: int, size: int,
     return frames, label
 
 
-def _partial_path(path: str) -> str:
-    """Unique hidden sibling of ``path`` with the same suffix, to rename."""
-    folder, name = osp.split(osp.abspath(path))
-    return osp.join(folder,
-                    f'.partial-{uuid.uuid4().hex}{osp.splitext(name)[1]}')
-
-
 def write_video(path: str, frames: np.ndarray, fps: int = VIDEO_FPS) -> None:
     """Write RGB frames as a video (``VIDEO_FOURCC``, container from suffix).
 
@@ -226,9 +219,7 @@ def write_video(path: str, frames: np.ndarray, fps: int = VIDEO_FPS) -> None:
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
         raise ValueError(f'frame size must be even, got {height}x{width}')
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp_path = _partial_path(path)
-    try:
+    with replaced_atomically(path, durable=False) as tmp_path:
         writer = cv2.VideoWriter(tmp_path,
                                  cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps,
                                  (width, height))
@@ -238,10 +229,6 @@ def write_video(path: str, frames: np.ndarray, fps: int = VIDEO_FPS) -> None:
         for frame in frames:
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         writer.release()
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
 
 
 def write_rawframes(frame_dir: str,
@@ -262,14 +249,6 @@ def write_rawframes(frame_dir: str,
         if not cv2.imwrite(frame_path, cv2.cvtColor(frame,
                                                     cv2.COLOR_RGB2BGR)):
             raise OSError(f'cv2.imwrite failed for {frame_path}')
-
-
-def _write_text_atomically(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename."""
-    tmp_path = _partial_path(path)
-    with open(tmp_path, 'w') as tmp_file:
-        tmp_file.write(text)
-    os.replace(tmp_path, path)
 
 
 @contextlib.contextmanager
@@ -329,9 +308,11 @@ def _generate_dataset(root: str, ann_name: str, params: dict,
                                                   params['speed'],
                                                   params['num_classes'])
             ann_lines.append(write_clip(index, frames, label))
-        _write_text_atomically(
-            _params_path(ann_path), json.dumps(params, sort_keys=True))
-        _write_text_atomically(ann_path, '\n'.join(ann_lines) + '\n')
+        write_bytes_atomically(
+            _params_path(ann_path),
+            json.dumps(params, sort_keys=True).encode(), durable=False)
+        write_bytes_atomically(ann_path, ('\n'.join(ann_lines) + '\n').encode(),
+                               durable=False)
     return ann_path
 
 
