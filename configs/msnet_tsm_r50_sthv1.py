@@ -1,5 +1,5 @@
 # MSNet-R50, 8 frames, Something-Something V1: MMAction2's own TSM-R50 recipe
-# with one MotionSqueeze between layer2 and layer3 (MSNET_SPEC.md).
+# with one MotionSqueeze between layer2 and layer3 (Kwon et al., ECCV 2020).
 #
 # MMAction2 1.x ships no sthv1 TSM config, so this inherits its sthv2 TSM-R50
 # recipe (model, schedule, optimizer, runtime) and switches the data to sthv1
@@ -10,14 +10,15 @@ _base_ = ('mmaction::recognition/tsm/'
 
 custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
 # Logs which model tensors a load_from/resume checkpoint filled, which are
-# new and which went unused (see README, "Warm start from the model zoo").
+# new and which went unused (docs/training.md, "Warm start from the model
+# zoo").
 
 # The only model change: ResNetTSM -> MSResNetTSM (all ResNetTSM arguments
 # stay as inherited). ms_cfg takes MotionSqueeze overrides for ablations.
 model = dict(backbone=dict(type='MSResNetTSM', ms_stages=(1, ), ms_cfg=dict()))
 
-# Something-Something V1 rawframes (see MMAction2's
-# tools/data/sthv1/README.md for how to prepare them).
+# Something-Something V1 rawframes, prepared with MMAction2's sthv1 data
+# tools (docs/datasets.md).
 # RawframeDataset whose errors name the frame folder and its annotation
 # line; skip_bad_samples=True on the train set skips and counts them.
 dataset_type = 'CheckedRawframeDataset'

@@ -7,7 +7,8 @@ _base_ = ('mmaction::recognition/trn/'
 
 custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
 # Logs which model tensors a load_from/resume checkpoint filled, which are
-# new and which went unused (see README, "Warm start from the model zoo").
+# new and which went unused (docs/training.md, "Warm start from the model
+# zoo").
 # Log which tensors a load filled; stop at a NaN/inf loss, naming the
 # iteration (msnet_plugin/hooks).
 custom_hooks = [
