@@ -9,7 +9,8 @@ dataset's classes and frames) and measures, with the same counter for all
 (mmengine's, plus the correlation handle; msnet_plugin/flops.py), params and
 FLOPs of one clip of the training sampling at 224x224, and CPU inference
 time (batch 1, medians of alternating rounds, msnet_plugin/benchmarking.py).
-MSNet's accuracies are the paper's (MSNET_SPEC.md; * = not confirmed).
+MSNet's accuracies are the paper's (Kwon et al., ECCV 2020, Table 1; * = not
+confirmed against the paper's table).
 
 A zoo model that cannot be built here is listed with the reason (e.g.
 mmcv-lite has no compiled ops).
@@ -39,7 +40,7 @@ DATASETS = dict(sthv1=('_sthv1-rgb', 'Sth-V1', 174),
                 sthv2=('_sthv2-rgb', 'Sth-V2', 174),
                 kinetics400=('_kinetics400-rgb', 'Kinetics-400', 400))
 MSNET_CONFIG = osp.join(REPO, 'configs', 'msnet_tsm_r50_sthv1.py')
-#: The paper's MSNet-R50 results (MSNET_SPEC.md): (frames, top-1, top-5).
+#: The paper's MSNet-R50 results (Kwon et al., ECCV 2020): (frames, top-1, top-5).
 MSNET_PAPER = dict(
     sthv1=[(8, '50.9*', '80.3*'), (16, '52.1', '82.3*')],
     sthv2=[(8, '63.0', '88.4'), (16, '64.7', '89.4')],
