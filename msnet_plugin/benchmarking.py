@@ -18,7 +18,7 @@ Used by tools/benchmark.py. Everything here measures; nothing is estimated:
 import os
 import statistics
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List
 
 import torch
 import torch.nn as nn
@@ -201,9 +201,3 @@ def write_report(out_dir: str, stem: str, data, table: str) -> None:
 def ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, NaN when the denominator is not positive."""
     return numerator / denominator if denominator > 0 else float('nan')
-
-
-def summarize(values: Sequence[float]) -> str:
-    """'median (min-max)' of a few numbers, for logs."""
-    return (f'{statistics.median(values):.3g} '
-            f'({min(values):.3g}-{max(values):.3g})')

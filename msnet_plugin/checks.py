@@ -13,17 +13,22 @@ from typing import Any, Dict, Optional
 
 from mmaction.registry import MODELS
 
-_UNSET = object()
+from .models import MSResNetTSM
+
+#: What :func:`registered_default` returns for an argument no constructor
+#: takes.
+UNSET = object()
 
 
 class SegmentCountError(ValueError):
     """The segment counts of a model config disagree."""
 
 
-def _registered_default(type_name: Any, argument: str) -> Any:
+def registered_default(type_name: Any, argument: str) -> Any:
     """Default of ``argument`` in the constructor of the registered model
-    ``type_name`` (or of its bases, for arguments passed on by ``**kwargs``);
-    ``_UNSET`` if unknown."""
+    ``type_name`` (a name or a class; or of its bases, for arguments passed
+    on by ``**kwargs``): ``inspect.Parameter.empty`` for a required
+    argument, :data:`UNSET` if no constructor takes it."""
     if not isinstance(type_name, str):
         model_class = type_name
     else:
@@ -34,17 +39,17 @@ def _registered_default(type_name: Any, argument: str) -> Any:
         parameter = inspect.signature(klass.__init__).parameters.get(argument)
         if parameter is not None:
             return parameter.default
-    return _UNSET
+    return UNSET
 
 
 def _argument(module_cfg: Optional[dict], argument: str) -> Any:
     """The value of ``argument`` of a model config: set, or the default of
-    its registered type; ``_UNSET`` if it has none."""
+    its registered type; ``UNSET`` if it has none."""
     if not module_cfg:
-        return _UNSET
+        return UNSET
     if argument in module_cfg:
         return module_cfg[argument]
-    return _registered_default(module_cfg.get('type'), argument)
+    return registered_default(module_cfg.get('type'), argument)
 
 
 def check_segment_counts(model_cfg: dict) -> Dict[str, int]:
@@ -80,11 +85,12 @@ def check_segment_counts(model_cfg: dict) -> Dict[str, int]:
     backbone_segments = counts.get('model.backbone.num_segments')
     if ms_segments is not None and backbone_segments is not None:
         temporal_pool = _argument(backbone, 'temporal_pool') is True
-        ms_stages = _argument(backbone, 'ms_stages')
-        pooled = temporal_pool and any(
-            stage >= 1 for stage in (ms_stages or ()))
-        expected = backbone_segments // 2 if pooled else backbone_segments
-        if ms_segments != expected:
+        for stage in _argument(backbone, 'ms_stages') or ():
+            expected = MSResNetTSM.segments_after_stage(
+                backbone_segments, temporal_pool, stage)
+            if ms_segments == expected:
+                continue
+            pooled = expected != backbone_segments
             raise SegmentCountError(
                 f'segment counts disagree: model.backbone.ms_cfg.num_segments'
                 f'={ms_segments}, but model.backbone.num_segments='

@@ -149,14 +149,9 @@ def build_recognizer(cfg, num_frames: int = None) -> nn.Module:
 def _takes_num_segments(part_cfg: dict) -> bool:
     """Whether the registered class of ``part_cfg`` (or a parent) has a
     ``num_segments`` argument (ResNetTSM defaults it to 8 without saying)."""
-    import inspect
-    from mmaction.registry import MODELS
-    if 'num_segments' in part_cfg:
-        return True
-    cls = MODELS.get(part_cfg.get('type', ''))
-    return cls is not None and any(
-        'num_segments' in inspect.signature(klass.__init__).parameters
-        for klass in inspect.getmro(cls) if '__init__' in vars(klass))
+    from .checks import UNSET, registered_default
+    return 'num_segments' in part_cfg or registered_default(
+        part_cfg.get('type', ''), 'num_segments') is not UNSET
 
 
 def recognizer_input_shape(model: nn.Module, num_frames: int, height: int,

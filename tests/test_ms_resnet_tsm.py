@@ -2,6 +2,7 @@
 import pytest
 import torch
 from mmaction.models import ResNetTSM
+from mmaction.registry import MODELS
 
 from msnet_plugin.models import MotionSqueeze, MSResNetTSM
 
@@ -65,6 +66,31 @@ def test_ms_cfg_overrides_reach_the_module():
     assert isinstance(ms, MotionSqueeze) and ms.in_channels == 128
     assert (ms.reduce[0].out_channels, ms.patch_size, ms.sigma,
             ms.temperature) == (32, 9, 3.0, 50.0)
+
+
+class DoubledMotionSqueeze(MotionSqueeze):
+    """A user's variant: adds the motion features twice."""
+
+    def forward(self, x):
+        return x + 2 * self.motion_features(x)
+
+
+def test_ms_cfg_type_builds_a_registered_subclass_through_the_registry():
+    MODELS.register_module(module=DoubledMotionSqueeze, force=True)
+    try:
+        torch.manual_seed(0)
+        msnet = MSResNetTSM(18, pretrained=None, num_segments=4,
+                            ms_cfg=dict(type='DoubledMotionSqueeze',
+                                        patch_size=5))
+    finally:
+        MODELS.module_dict.pop('DoubledMotionSqueeze')
+    module = msnet.ms_layer2
+    assert type(module) is DoubledMotionSqueeze
+    assert (module.in_channels, module.num_segments,
+            module.patch_size) == (128, 4, 5)
+    features = torch.randn(8, 128, 8, 8)
+    expected = features + 2 * module.motion_features(features)
+    torch.testing.assert_close(module(features), expected)
 
 
 def test_gradients_reach_every_ms_parameter():

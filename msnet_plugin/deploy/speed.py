@@ -1,24 +1,12 @@
 """Eager vs torch.compile vs onnxruntime, measured in one process."""
-import statistics
 import time
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
 
+from ..benchmarking import alternating_medians
 from .onnx_export import onnxruntime_scores, onnxruntime_session
-
-
-def _median_seconds(run: Callable[[], torch.Tensor], repeats: int):
-    """Median wall time of ``repeats`` calls of ``run`` and its last output;
-    one call before timing warms caches up."""
-    output = run()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        output = run()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), output
 
 
 def compare_inference_speed(module: nn.Module,
@@ -39,7 +27,9 @@ def compare_inference_speed(module: nn.Module,
         module (nn.Module): eval mode; (N, T, 3, H, W) -> (N, K).
         frames (Tensor): (N, T, 3, H, W) input, timed as one batch.
         onnx_path (str, optional): an export of ``module``.
-        repeats (int): timed calls per way (after one warm-up call).
+        repeats (int): timed rounds; each calls every way once, in turn
+            (:func:`~msnet_plugin.benchmarking.alternating_medians`, after
+            one untimed round).
         compile_mode (str, optional): ``torch.compile``'s ``mode``.
 
     Returns:
@@ -49,27 +39,24 @@ def compare_inference_speed(module: nn.Module,
     """
     if repeats < 1:
         raise ValueError(f'repeats must be >= 1, got {repeats}')
-    results = {}
     with torch.no_grad():
-        seconds, reference = _median_seconds(lambda: module(frames), repeats)
-        results['eager'] = dict(seconds=seconds, max_abs_diff=0.0)
-
         compiled = torch.compile(module, mode=compile_mode)
         start = time.perf_counter()
         compiled(frames)
         first_call = time.perf_counter() - start
-        seconds, scores = _median_seconds(lambda: compiled(frames), repeats)
-        results['compiled'] = dict(
-            seconds=seconds, first_call_s=first_call,
-            max_abs_diff=(scores - reference).abs().max().item())
-
-    if onnx_path is not None:
-        session = onnxruntime_session(onnx_path, torch.get_num_threads())
-        seconds, scores = _median_seconds(
-            lambda: onnxruntime_scores(session, frames), repeats)
-        results['onnxruntime'] = dict(
-            seconds=seconds,
-            max_abs_diff=(scores - reference).abs().max().item())
+        ways = dict(eager=lambda: module(frames),
+                    compiled=lambda: compiled(frames))
+        if onnx_path is not None:
+            session = onnxruntime_session(onnx_path, torch.get_num_threads())
+            ways['onnxruntime'] = lambda: onnxruntime_scores(session, frames)
+        timings = alternating_medians(ways, rounds=repeats)
+        reference = ways['eager']()
+        results = {
+            name: dict(seconds=timings[name]['median'],
+                       max_abs_diff=(run() - reference).abs().max().item())
+            for name, run in ways.items()
+        }
+    results['compiled']['first_call_s'] = first_call
     for result in results.values():
         result['speedup'] = results['eager']['seconds'] / result['seconds']
     return results

@@ -2,11 +2,12 @@
 from typing import Iterator, Optional, Sequence
 
 import torch
+import torch.nn as nn
 from mmaction.models.backbones.resnet import ResNet
 from mmaction.models.backbones.resnet_tsm import ResNetTSM
 from mmaction.registry import MODELS
 
-from .motion_squeeze import MotionSqueeze
+from .motion_squeeze import MotionSqueeze  # noqa: F401  (registers it)
 
 
 @MODELS.register_module()
@@ -22,10 +23,12 @@ class MSResNetTSM(ResNetTSM):
         ms_stages (Sequence[int]): indices of the residual stages after which
             a MotionSqueeze goes (0 = layer1). Defaults to ``(1,)``, after
             layer2 as in the paper.
-        ms_cfg (dict, optional): overrides of MotionSqueeze's arguments
-            (``reduced_channels``, ``patch_size``, ``sigma``, ``temperature``,
-            and the ablations ``use_confidence``, ``soft_argmax``,
-            ``motion_input``);
+        ms_cfg (dict, optional): the config of each MS module, built through
+            ``mmaction.registry.MODELS``: ``type`` (default
+            ``'MotionSqueeze'``; a registered subclass works too) and
+            overrides of its arguments (``reduced_channels``, ``patch_size``,
+            ``sigma``, ``temperature``, and the ablations
+            ``use_confidence``, ``soft_argmax``, ``motion_input``);
             ``in_channels`` and ``num_segments`` follow the backbone.
         **kwargs: arguments of :class:`ResNetTSM`.
 
@@ -58,7 +61,15 @@ class MSResNetTSM(ResNetTSM):
         """Attribute name of the MS placed after stage ``stage``."""
         return f'ms_layer{stage + 1}'
 
-    def _build_ms(self, stage: int, ms_cfg: dict) -> MotionSqueeze:
+    @staticmethod
+    def segments_after_stage(num_segments: int, temporal_pool: bool,
+                             stage: int) -> int:
+        """Frames per clip in the output of stage ``stage`` (0 = layer1):
+        ResNetTSM's temporal pool halves them after layer1."""
+        return num_segments // 2 if temporal_pool and stage >= 1 \
+            else num_segments
+
+    def _build_ms(self, stage: int, ms_cfg: dict) -> nn.Module:
         stage_channels = self.block.expansion * 64 * 2**stage
         in_channels = ms_cfg.pop('in_channels', stage_channels)
         if in_channels != stage_channels:
@@ -66,21 +77,19 @@ class MSResNetTSM(ResNetTSM):
                 f'ms_cfg in_channels={in_channels} does not match layer'
                 f'{stage + 1} of ResNet-{self.depth}, which outputs '
                 f'{stage_channels} channels')
-        # ResNetTSM's temporal pool halves the frames from layer2 on.
-        stage_segments = (
-            self.num_segments // 2
-            if self.temporal_pool and stage >= 1 else self.num_segments)
+        stage_segments = self.segments_after_stage(self.num_segments,
+                                                   self.temporal_pool, stage)
         num_segments = ms_cfg.pop('num_segments', stage_segments)
         if num_segments != stage_segments:
             raise ValueError(
                 f'ms_cfg num_segments={num_segments} differs from the '
                 f'backbone, which has {stage_segments} segments at layer'
                 f'{stage + 1}; set num_segments on the backbone only')
-        ms_cfg.pop('type', None)
-        return MotionSqueeze(
-            in_channels=in_channels, num_segments=num_segments, **ms_cfg)
+        ms_cfg.setdefault('type', 'MotionSqueeze')
+        return MODELS.build(
+            dict(ms_cfg, in_channels=in_channels, num_segments=num_segments))
 
-    def motion_squeezes(self) -> Iterator[MotionSqueeze]:
+    def motion_squeezes(self) -> Iterator[nn.Module]:
         """The MS modules, in stage order."""
         for stage in sorted(self.ms_stages):
             yield getattr(self, self.ms_name(stage))
