@@ -6,7 +6,8 @@
   next test builds.
 - Fixtures for what several test files need: ``load_tool`` (a script of
   tools/ as a module), ``run_tool`` (a script in a fresh interpreter),
-  ``demo_config`` and ``small_demo_options`` (the demo config, shrunk), and
+  ``demo_config`` and ``small_demo_options`` (the demo config, shrunk),
+  ``without_scope`` (a config as plain data, to compare configs) and
   ``one_thread`` (a thread guard for tiny inputs).
 - The ``slow`` marker (setup.cfg) tags learning and end-to-end tests;
   ``python -m pytest -m "not slow" tests`` is the quick loop.
@@ -48,7 +49,7 @@ def _load_tool(name):
     return module
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def load_tool():
     """``load_tool('train')``: tools/train.py as a module."""
     return _load_tool
@@ -71,13 +72,13 @@ def _run_tool(script, *args, cwd, check=True):
     return result
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def run_tool():
     """``run_tool('train.py', *args, cwd=...)``: see :func:`_run_tool`."""
     return _run_tool
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def demo_config():
     """Path of the demo config, configs/msnet_r18_demo_synthetic.py."""
     return DEMO_CONFIG
@@ -105,10 +106,29 @@ def _small_demo_options(data_dir):
     return [f'{key}={value}' for key, value in options.items()]
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def small_demo_options():
     """``small_demo_options(data_dir)``: see :func:`_small_demo_options`."""
     return _small_demo_options
+
+
+def _without_scope(value):
+    """A config value as plain data, minus the ``_scope_`` keys that mmengine
+    adds to what a config inherits from another package."""
+    if isinstance(value, dict):
+        return {
+            k: _without_scope(v)
+            for k, v in value.items() if k != '_scope_'
+        }
+    if isinstance(value, (list, tuple)):
+        return [_without_scope(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope='session')
+def without_scope():
+    """``without_scope(cfg.to_dict())``: see :func:`_without_scope`."""
+    return _without_scope
 
 
 @pytest.fixture

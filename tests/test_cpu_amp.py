@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn as nn
 from mmaction.registry import OPTIM_WRAPPERS
-from test_configs_and_tools import DEMO_CONFIG, run_tool, small_demo_options
 
 from msnet_plugin.optim import CPUAmpOptimWrapper
 
@@ -38,10 +37,14 @@ def test_only_bfloat16_is_accepted():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
-def test_train_tool_amp_trains_the_demo_on_cpu(tmp_path):
-    log = run_tool('train.py', DEMO_CONFIG, '--amp',
-                   '--work-dir', tmp_path / 'work', '--cfg-options',
-                   *small_demo_options(tmp_path / 'data'), cwd=tmp_path)
+@pytest.mark.slow
+def test_train_tool_amp_trains_the_demo_on_cpu(tmp_path, run_tool,
+                                               demo_config,
+                                               small_demo_options):
+    result = run_tool('train.py', demo_config, '--amp',
+                      '--work-dir', tmp_path / 'work', '--cfg-options',
+                      *small_demo_options(tmp_path / 'data'), cwd=tmp_path)
+    log = result.stdout + result.stderr
     assert "type='CPUAmpOptimWrapper'" in log
     losses = [float(v) for v in re.findall(r'\sloss: ([0-9.]+)', log)]
     assert losses and all(0 < loss < 10 for loss in losses), losses

@@ -1,10 +1,6 @@
 """FLOP counting with the correlation handle, and tools/get_flops.py."""
-import os.path as osp
-
 import torch
 from mmengine.analysis import FlopAnalyzer
-
-from toolbox import ROOT, load_tool
 
 from msnet_plugin.flops import model_complexity
 from msnet_plugin.models import MotionSqueeze
@@ -28,12 +24,9 @@ def test_correlation_counted_as_channels_times_window_times_pixels():
     assert ms.training
 
 
-def test_get_flops_tool_on_the_demo_config(capsys):
-    tool = load_tool('get_flops')
-    info = tool.main([
-        osp.join(ROOT, 'configs', 'msnet_r18_demo_synthetic.py'),
-        '--num-frames', '4', '--shape', '32'
-    ])
+def test_get_flops_tool_on_the_demo_config(capsys, load_tool, demo_config):
+    info = load_tool('get_flops').main(
+        [str(demo_config), '--num-frames', '4', '--shape', '32'])
     # layer2 of R18 at 32 px: 4x4 maps, 64 reduced channels, 15x15, 3 pairs.
     assert info['correlation_flops'] == 64 * 225 * 16 * 3
     out = capsys.readouterr().out

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 from mmengine.hub import get_config
-from test_configs_and_tools import without_scope
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'configs'
@@ -43,7 +42,7 @@ def sampling(pipeline):
     return [step for step in pipeline if 'SampleFrames' in step['type']]
 
 
-def as_8_frames(cfg):
+def as_8_frames(cfg, without_scope):
     """The parts of a 16-frame config that its 8-frame config must share,
     with its segment counts and sampled clips set back to 8."""
     data = without_scope(cfg.to_dict())
@@ -61,14 +60,15 @@ def as_8_frames(cfg):
 
 
 @pytest.mark.parametrize('name', ['sthv1', 'sthv2', 'k400'])
-def test_16_frame_configs_change_only_segments_and_sampling(name):
+def test_16_frame_configs_change_only_segments_and_sampling(name,
+                                                           without_scope):
     eight = Config.fromfile(CONFIGS / f'msnet_tsm_r50_{name}.py')
     sixteen = Config.fromfile(CONFIGS / f'msnet_tsm_r50_{name}_16f.py')
     expected = without_scope(eight.to_dict())
     for key in ('backbone', 'cls_head'):
         assert expected['model'][key].pop('num_segments', 8) == 8
-    assert as_8_frames(sixteen) == {
-        k: expected[k] for k in as_8_frames(sixteen)}
+    shared = as_8_frames(sixteen, without_scope)
+    assert shared == {k: expected[k] for k in shared}
 
 
 @pytest.mark.parametrize('name, base', [
@@ -76,7 +76,7 @@ def test_16_frame_configs_change_only_segments_and_sampling(name):
     ('k400', 'tsm_imagenet-pretrained-r50_8xb16-dense-1x1x8-50e_'
      'kinetics400-rgb.py'),
 ])
-def test_8_frame_configs_are_mmaction_tsm_plus_ms(name, base):
+def test_8_frame_configs_are_mmaction_tsm_plus_ms(name, base, without_scope):
     cfg = without_scope(
         Config.fromfile(CONFIGS / f'msnet_tsm_r50_{name}.py').to_dict())
     zoo = without_scope(

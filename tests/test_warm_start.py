@@ -12,8 +12,8 @@ from mmengine.hub import get_config
 from mmengine.runner import Runner
 
 from msnet_plugin.hooks import compare_checkpoint_keys
-from test_recipes import one_thread  # noqa: F401  (autouse fixture)
 
+pytestmark = pytest.mark.usefixtures('one_thread')
 REPO = Path(__file__).resolve().parents[1]
 TSM_ZOO_CONFIG = ('mmaction::recognition/tsm/'
                   'tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py')
