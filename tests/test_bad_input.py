@@ -357,6 +357,7 @@ def malicious_checkpoint(tmp_path):
     return path, side_effect
 
 
+@pytest.mark.slow
 def test_test_tool_refuses_malicious_checkpoint(tmp_path,
                                                malicious_checkpoint):
     """tools/test.py in its own interpreter, end to end."""
@@ -420,6 +421,7 @@ class PoisonWeightsAtIteration(Hook):
                 runner.model.backbone.conv1.conv.weight.fill_(float('nan'))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_iteration_and_keeps_checkpoint(tmp_path):
     """Epoch 1 (2 iterations) skips one corrupt video and reports it; the
     NaN loss of iteration 3 (epoch 2) stops training; epoch_1.pth stays."""

@@ -94,8 +94,13 @@ def test_sthv1_config_is_mmaction_tsm_with_ms_and_sthv1_data():
     assert base_backbone.pop('type') == 'ResNetTSM'
     assert backbone == base_backbone
     for key in ('optim_wrapper', 'param_scheduler', 'train_cfg',
-                'default_hooks', 'auto_scale_lr'):
+                'auto_scale_lr'):
         assert without_scope(cfg[key]) == without_scope(base[key]), key
+    # The hooks are MMAction2's; checkpoints are written atomically.
+    hooks = without_scope(cfg.default_hooks)
+    assert hooks['checkpoint'].pop('backend_args') == dict(
+        backend='atomic_local')
+    assert hooks == without_scope(base.default_hooks)
     assert without_scope(cfg.model.cls_head) == without_scope(
         base.model.cls_head)
     dataset = cfg.train_dataloader.dataset
@@ -105,6 +110,7 @@ def test_sthv1_config_is_mmaction_tsm_with_ms_and_sthv1_data():
     assert flip.flip_label_map == {2: 4, 4: 2, 30: 41, 41: 30, 52: 66, 66: 52}
 
 
+@pytest.mark.slow
 def test_demo_trains_resumes_and_tests(tmp_path):
     options = small_demo_options(tmp_path / 'data')
     work_dir = tmp_path / 'work'
@@ -132,6 +138,7 @@ def test_demo_trains_resumes_and_tests(tmp_path):
     assert all(p['pred_score'].shape == (4, ) for p in predictions)
 
 
+@pytest.mark.slow
 def test_demo_as_in_readme_learns_motion(tmp_path):
     """The README's demo command, unchanged: top-1 well above chance (0.25)."""
     log = run_tool('train.py', DEMO_CONFIG, '--work-dir', tmp_path / 'work',

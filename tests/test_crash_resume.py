@@ -171,6 +171,7 @@ def _umask():
     return mask
 
 
+@pytest.mark.slow
 def test_sigkill_during_save_and_mid_epoch_then_resume(tmp_path):
     data_dir, work_dir = tmp_path / 'data', tmp_path / 'work'
 

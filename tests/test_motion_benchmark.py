@@ -29,6 +29,7 @@ def load_tool():
     return tool
 
 
+@pytest.mark.slow
 def test_reduced_benchmark_msnet_learns_motion_tsn_does_not(tmp_path):
     out_dir, data_root = tmp_path / 'bench', tmp_path / 'data'
     result = subprocess.run(

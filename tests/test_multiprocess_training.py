@@ -15,9 +15,9 @@ The comparison: every parameter after 2 iterations, against how far the
 """
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
@@ -81,6 +81,7 @@ class InitialWeights(Hook):
                            for k, v in runner.model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_total_batch(tmp_path):
     data_root = tmp_path / 'data'
     single = write_config(tmp_path / 'single.py', 4, data_root)

@@ -136,7 +136,12 @@ def test_every_config_has_expected_frames():
     assert sorted(EXPECTED_FRAMES) == [c.stem for c in CONFIGS]
 
 
-@pytest.mark.parametrize('config', CONFIGS, ids=[c.stem for c in CONFIGS])
+# The demo config is in the quick loop; the recipes (R50, seconds each) are
+# slow tests.
+@pytest.mark.parametrize('config', [
+    pytest.param(config, id=config.stem, marks=() if 'demo' in config.stem
+                 else pytest.mark.slow) for config in CONFIGS
+])
 def test_config_trains_and_tests_a_step(config, tiny_data, tmp_path,
                                         monkeypatch):
     # The Runner logs and dumps its config formatted by yapf, seconds per

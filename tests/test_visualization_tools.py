@@ -148,6 +148,7 @@ def hook_runner(tmp_path, **hook_args):
     return Runner.from_cfg(cfg)
 
 
+@pytest.mark.slow
 def test_hook_sends_motion_grids_to_the_visualizer_every_n_validations(
         tmp_path):
     runner = hook_runner(tmp_path, interval=2, num_clips=3)
