@@ -35,18 +35,17 @@ segments. Their inputs, 0-1 images normalised with ImageNet's mean and std,
 equal MMAction2's 0-255 images normalised with 255 times those (the configs'
 ``data_preprocessor``).
 """
-import os
 import os.path as osp
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from ..hooks.checkpoint_match_hook import (describe_differences,
-                                           state_dict_differences)
+from ..fileio import replaced_atomically
+from ..hooks.checkpoint_match_hook import (compare_checkpoint_keys,
+                                           describe_differences)
 from ..models.motion_squeeze import MotionSqueeze
 
 # (block type, blocks per stage) -> ResNet depth, as torchvision builds them.
@@ -361,7 +360,7 @@ def convert_state_dict(checkpoint, model: nn.Module) -> Conversion:
             conversion.state_dict[key] = torch.zeros_like(value)
             conversion.zero_counters.append(key)
     differences = describe_differences(
-        state_dict_differences(model_state, conversion.state_dict))
+        compare_checkpoint_keys(model_state, conversion.state_dict))
     if differences:
         raise ConfigMismatchError(
             'after renaming, the checkpoint\'s tensors do not fit the '
@@ -384,20 +383,6 @@ def build_model_of_config(config) -> nn.Module:
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmaction')):
         return MODELS.build(cfg.model)
-
-
-def save_atomically(obj, path: str) -> None:
-    """``torch.save`` to a hidden file beside ``path``, then rename it onto
-    ``path``: ``path`` is left as it was if anything fails."""
-    folder, name = osp.split(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp_path = osp.join(folder, f'.{name}.{uuid.uuid4().hex}.tmp')
-    try:
-        torch.save(obj, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
 
 
 def convert_authors_checkpoint(src: str, dst: str, config) -> Conversion:
@@ -444,5 +429,7 @@ def convert_authors_checkpoint(src: str, dst: str, config) -> Conversion:
         meta.update({f'authors_{key}': checkpoint[key]
                      for key in ('epoch', 'arch', 'best_prec1')
                      if key in checkpoint})
-    save_atomically(dict(meta=meta, state_dict=conversion.state_dict), dst)
+    with replaced_atomically(dst) as tmp_path:
+        torch.save(dict(meta=meta, state_dict=conversion.state_dict),
+                   tmp_path)
     return conversion
