@@ -19,6 +19,8 @@ from msnet_plugin.convert import (AuthorsCheckpointError, ConfigMismatchError,
 REPO = Path(__file__).resolve().parents[1]
 R18_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'  # 4 classes
 R50_CONFIG = REPO / 'configs' / 'msnet_tsm_r50_sthv2.py'  # 174 classes
+STHV1_PAPER_CONFIG = (REPO / 'configs' / 'paper' /
+                      'msnet_tsm_r50_sthv1_paper.py')  # R50, 174 classes
 BN = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
 
 
@@ -261,19 +263,31 @@ def test_classifier_without_dropout_is_base_model_fc1(tmp_path):
         checkpoint['state_dict']['module.base_model.fc1.weight'][..., 0])
 
 
-def test_missing_batch_counters_are_zero_and_reported(tmp_path, load_tool,
-                                                      capsys):
-    checkpoint = authors_checkpoint(18, 4)
+def test_tool_converts_r18_for_an_r50_config_changed_by_options(
+        tmp_path, load_tool, capsys):
+    """The authors' released script builds ResNet-18: a 174-class one for
+    the Something-Something config with depth and head width changed (the
+    command of docs/paper.md), with num_batches_tracked absent and an
+    unknown key added."""
+    checkpoint = authors_checkpoint(18, 174)
     checkpoint['state_dict'] = {
         k: v for k, v in checkpoint['state_dict'].items()
         if not k.endswith('num_batches_tracked')
     }
     checkpoint['state_dict']['module.base_model.extra.weight'] = torch.ones(1)
     src, dst = save(tmp_path, checkpoint), tmp_path / 'msnet.pth'
-    conversion = load_tool('convert_authors_checkpoint').main(
-        [str(src), str(dst), '--config', str(R18_CONFIG)])
+    changes = {'model.backbone.depth': 18, 'model.cls_head.in_channels': 512}
+    options = [f'{key}={value}' for key, value in changes.items()]
+    conversion = load_tool('convert_authors_checkpoint').main([
+        str(src), str(dst), '--config', str(STHV1_PAPER_CONFIG),
+        '--cfg-options', *options
+    ])
     out = capsys.readouterr().out
-    model = build(R18_CONFIG)
+    cfg = load_config(STHV1_PAPER_CONFIG)
+    cfg.merge_from_dict(changes)
+    cfg.model.backbone.pretrained = None
+    model = MODELS.build(cfg.model).eval()
+    assert model.backbone.depth == 18  # the options reached the model
     load_checkpoint(model, str(dst), map_location='cpu', strict=True)
     counters = [k for k in model.state_dict() if 'num_batches_tracked' in k]
     assert sorted(conversion.zero_counters) == sorted(counters)

@@ -218,57 +218,69 @@ def test_paper_config_builds_its_model(stem, one_thread):
     assert model.cls_head.dropout.p == (0.8 if 'hmdb51' in stem else 0.5)
 
 
-def shrink_spatial(pipeline, divisor):
-    """The pipeline with every spatial size divided by ``divisor``; every
-    transform and its order unchanged (R50 on tiny frames, same steps)."""
+def shrunk_sizes(pipeline, prefix, divisor):
+    """``--cfg-options`` that divide every spatial size of ``pipeline`` by
+    ``divisor`` (R50 on tiny frames); every transform stays as it is."""
     sizes = dict(Resize='scale', MultiScaleCrop='input_size',
                  CenterCrop='crop_size', ThreeCrop='crop_size')
-    shrunk = []
-    for step in pipeline:
-        step = dict(step)
+    options = []
+    for index, step in enumerate(pipeline):
         arg = sizes.get(step['type'])
         if arg is not None:
             size = step[arg]
-            step[arg] = (tuple(s if s < 0 else s // divisor for s in size)
-                         if isinstance(size, (tuple, list)) else size //
-                         divisor)
-        shrunk.append(step)
-    return shrunk
+            size = (tuple(s if s < 0 else s // divisor for s in size)
+                    if isinstance(size, (tuple, list)) else size // divisor)
+            options.append(f'{prefix}.pipeline.{index}.{arg}='
+                           f'{str(size).replace(" ", "")}')
+    return options
 
 
 @pytest.mark.slow
 def test_sthv1_paper_recipe_trains_and_tests_a_step(tmp_path, monkeypatch,
-                                                    one_thread):
-    """One training step with the authors' optimizer (Nesterov SGD, lr
-    scaled from 0.01 at batch 48 to batch 2), then the 1-clip centre-crop
-    test, on two generated rawframe clips of 16 frames."""
+                                                    load_tool, one_thread):
+    """``python tools/train.py configs/paper/msnet_tsm_r50_sthv1_paper.py``
+    on two generated rawframe clips of 16 frames (sizes / 14): one step
+    with the authors' optimizer (Nesterov SGD, lr scaled from 0.01 at batch
+    48 to batch 2), then the 1-clip centre-crop test."""
     monkeypatch.setattr(Config, 'pretty_text', property(lambda cfg: cfg.text))
     ann_file = generate_rawframe_dataset(str(tmp_path / 'data'), num_videos=2,
                                          seed=0, num_frames=16, size=64)
     cfg = load('msnet_tsm_r50_sthv1_paper')
-    cfg.work_dir = str(tmp_path / 'work')
-    cfg.model.backbone.pretrained = None
-    for split in ('train', 'test'):
-        loader = cfg[f'{split}_dataloader']
-        loader.update(batch_size=2 if split == 'train' else 1,
-                      num_workers=0, persistent_workers=False)
-        loader.dataset.update(ann_file=ann_file,
-                              data_prefix=dict(img=str(tmp_path / 'data' /
-                                                       'rawframes')))
-        loader.dataset.pipeline = shrink_spatial(loader.dataset.pipeline, 14)
-    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-    cfg.train_cfg.max_epochs = 1
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1,
-                                        save_last=False)
-    cfg.randomness = dict(seed=0)
-    cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
-    frames_seen = []
-    runner.model.backbone.register_forward_pre_hook(
-        lambda module, args: frames_seen.append(args[0].shape[0]))
-    reduce_before = runner.model.backbone.ms_layer2.reduce[0].weight.clone()
+    options = [
+        'model.backbone.pretrained=None', 'train_cfg.max_epochs=1',
+        'default_hooks.checkpoint.interval=-1',
+        'default_hooks.checkpoint.save_last=False', 'log_level=WARNING'
+    ]
+    for split, batch in (('train', 2), ('test', 1)):
+        prefix = f'{split}_dataloader.dataset'
+        options += [
+            f'{split}_dataloader.batch_size={batch}',
+            f'{split}_dataloader.num_workers=0',
+            f'{split}_dataloader.persistent_workers=False',
+            f'{prefix}.ann_file={ann_file}',
+            f'{prefix}.data_prefix.img={tmp_path / "data" / "rawframes"}',
+        ] + shrunk_sizes(cfg[f'{split}_dataloader'].dataset.pipeline, prefix,
+                         14)
+    runners, frames_seen = [], []
+    train = Runner.train
 
-    runner.train()
+    def recorded_train(runner):
+        runners.append(runner)
+        runner.model.backbone.register_forward_pre_hook(
+            lambda module, args: frames_seen.append(args[0].shape[0]))
+        runner.reduce_before = (
+            runner.model.backbone.ms_layer2.reduce[0].weight.clone())
+        return train(runner)
+
+    monkeypatch.setattr(Runner, 'train', recorded_train)
+    load_tool('train').main([
+        str(PAPER / 'msnet_tsm_r50_sthv1_paper.py'), '--no-validate',
+        '--work-dir', str(tmp_path / 'work'), '--cfg-options', *options
+    ])
+    [runner] = runners
+    assert [step.get('crop_size') for step in
+            runner.cfg.test_dataloader.dataset.pipeline
+            if step['type'] == 'CenterCrop'] == [224 // 14]
     assert runner.iter == 1
     assert frames_seen == [2 * 8]
     # auto_scale_lr: 0.01 x (2 clips / 48), MultiStepLR at epoch 0 (x1).
@@ -280,7 +292,7 @@ def test_sthv1_paper_recipe_trains_and_tests_a_step(tmp_path, monkeypatch,
     assert 1.0 in base_lrs
     assert runner.optim_wrapper.clip_grad_kwargs['max_norm'] == 200
     reduce_after = runner.model.backbone.ms_layer2.reduce[0].weight
-    assert not torch.equal(reduce_before, reduce_after)
+    assert not torch.equal(runner.reduce_before, reduce_after)
     assert torch.isfinite(reduce_after).all()
 
     metrics = runner.test()

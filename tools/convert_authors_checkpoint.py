@@ -1,6 +1,7 @@
 """Convert a checkpoint of the authors' MotionSqueeze code for MMAction2.
 
 Usage: python tools/convert_authors_checkpoint.py SRC DST --config CONFIG
+       [--cfg-options KEY=VALUE ...]
 
 SRC is a ``*.pth.tar`` that the authors' training scripts
 (arunos728/MotionSqueeze) wrote; DST is written as mmengine saves
@@ -9,9 +10,15 @@ unexpected key (``load_from=DST``, ``tools/test.py CONFIG DST``). The tool
 refuses a checkpoint whose depth, MotionSqueeze channels or class count
 differ from CONFIG's model, listing every difference, and names every key of
 SRC it leaves unused. DST is written whole or not at all. The layout of both
-is described in msnet_plugin/convert/authors_checkpoint.py.
+is described in msnet_plugin/convert/authors_checkpoint.py. ``--cfg-options``
+changes CONFIG as in tools/train.py, e.g. ``model.backbone.depth=18
+model.cls_head.in_channels=512`` for the authors' ResNet-18 (pass the same
+options to tools/test.py).
 """
 import argparse
+import os.path as osp
+
+from mmengine.config import Config, DictAction
 
 from msnet_plugin.convert import convert_authors_checkpoint
 
@@ -24,12 +31,18 @@ def parse_args(argv=None):
     parser.add_argument('dst', help='converted checkpoint to write')
     parser.add_argument('--config', required=True,
                         help='MMAction2 config whose model will load DST')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of CONFIG, key=value pairs')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    conversion = convert_authors_checkpoint(args.src, args.dst, args.config)
+    config = args.config
+    if args.cfg_options and osp.isfile(config):
+        config = Config.fromfile(config)
+        config.merge_from_dict(args.cfg_options)
+    conversion = convert_authors_checkpoint(args.src, args.dst, config)
     print(f'{args.src}: {conversion.network.describe()}')
     print(f'wrote {args.dst}: {len(conversion.source_keys)} tensors renamed '
           f'for {args.config}')
