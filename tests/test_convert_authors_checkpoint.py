@@ -154,13 +154,17 @@ def save(tmp_path, checkpoint, name='authors.pth.tar'):
 
 @pytest.mark.parametrize('depth,config,classes', [
     (18, R18_CONFIG, 4),
-    pytest.param(50, R50_CONFIG, 174, marks=pytest.mark.slow)
+    pytest.param(50, STHV1_PAPER_CONFIG, 174, marks=pytest.mark.slow)
 ])
 def test_every_tensor_lands_where_it_belongs(depth, config, classes,
-                                            tmp_path, one_thread):
+                                            tmp_path, load_tool, capsys,
+                                            one_thread):
+    """tools/convert_authors_checkpoint.py SRC DST --config CONFIG."""
     checkpoint = authors_checkpoint(depth, classes)
     src, dst = save(tmp_path, checkpoint), tmp_path / 'msnet.pth'
-    conversion = convert_authors_checkpoint(str(src), str(dst), load_config(config))
+    conversion = load_tool('convert_authors_checkpoint').main(
+        [str(src), str(dst), '--config', str(config)])
+    assert f'wrote {dst}' in capsys.readouterr().out
     model = build(config)
     # mmengine's loader, strict: no missing and no unexpected key.
     load_checkpoint(model, str(dst), map_location='cpu', strict=True)
@@ -174,7 +178,8 @@ def test_every_tensor_lands_where_it_belongs(depth, config, classes,
         assert torch.equal(loaded[target], expected), (key, target)
         used += 1
     assert used == len(loaded)  # every tensor of the model filled
-    assert conversion.unused == sorted(f'module.base_model.bn2.{p}' for p in BN)
+    assert conversion.unused == sorted(f'module.base_model.bn2.{p}'
+                                       for p in BN)
     saved = torch.load(dst, map_location='cpu', weights_only=True)
     assert saved['meta']['authors_epoch'] == 40
     assert saved['meta']['authors_best_prec1'] == 51.25
@@ -365,14 +370,15 @@ def test_tsm_checkpoint_without_motion_squeeze_is_refused(tmp_path):
 def test_plugin_checkpoint_is_not_an_authors_checkpoint(tmp_path):
     model = build(R18_CONFIG)
     src = save(tmp_path, dict(meta={}, state_dict=model.state_dict()))
-    assert_refused(tmp_path, src, load_config(R18_CONFIG), AuthorsCheckpointError,
-                   'no "base_model." keys')
+    assert_refused(tmp_path, src, load_config(R18_CONFIG),
+                   AuthorsCheckpointError, 'no "base_model." keys')
 
 
 def test_unreadable_file_is_refused(tmp_path):
     src = tmp_path / 'notes.pth.tar'
     src.write_text('not a checkpoint')
-    assert_refused(tmp_path, src, load_config(R18_CONFIG), AuthorsCheckpointError,
+    assert_refused(tmp_path, src, load_config(R18_CONFIG),
+                   AuthorsCheckpointError,
                    'cannot be read as a plain PyTorch checkpoint')
 
 
