@@ -361,6 +361,15 @@ def test_ms_settings_the_weights_do_not_show_are_checked(tmp_path):
                    "shift_div=8, config model.backbone.shift_div=4")
 
 
+def test_config_without_motion_squeeze_is_refused(tmp_path):
+    cfg = load_config(R18_CONFIG)
+    cfg.model.backbone.ms_stages = ()
+    src = save(tmp_path, authors_checkpoint(18, 4))
+    assert_refused(tmp_path, src, cfg, ConfigMismatchError,
+                   "MotionSqueeze: the authors' network has one, after "
+                   "layer2; the config's model has 0")
+
+
 def test_tsm_checkpoint_without_motion_squeeze_is_refused(tmp_path):
     src = save(tmp_path, authors_checkpoint(18, 4, ms=False))
     assert_refused(tmp_path, src, load_config(R18_CONFIG), ConfigMismatchError,

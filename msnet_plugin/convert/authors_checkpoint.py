@@ -42,6 +42,10 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmaction.registry import MODELS
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.utils import import_modules_from_strings
 
 from ..fileio import replaced_atomically
 from ..hooks.checkpoint_match_hook import (compare_checkpoint_keys,
@@ -212,17 +216,6 @@ def read_network(state: Mapping[str, torch.Tensor]) -> AuthorsNetwork:
     return network
 
 
-def _the_motion_squeeze(model: nn.Module) -> Tuple[str, MotionSqueeze]:
-    modules = [(name, module) for name, module in model.named_modules()
-               if isinstance(module, MotionSqueeze)]
-    if len(modules) != 1:
-        raise ConfigMismatchError(
-            'the authors\' network has one MotionSqueeze, after layer2; the '
-            f'config\'s model has {len(modules)}'
-            + (f': {[name for name, _ in modules]}' if modules else ''))
-    return modules[0]
-
-
 def network_mismatches(network: AuthorsNetwork,
                        model: nn.Module) -> List[str]:
     """Every way the authors' network differs from ``model`` (a
@@ -239,12 +232,21 @@ def network_mismatches(network: AuthorsNetwork,
             problems.append(f'temporal shift: the authors\' network has '
                             f'{name}={value!r}, config model.backbone.{name}='
                             f'{getattr(backbone, name, None)!r}')
+    motion_squeezes = [(name, module)
+                       for name, module in model.named_modules()
+                       if isinstance(module, MotionSqueeze)]
     if not network.has_ms:
         problems.append('MotionSqueeze: the checkpoint has none (no '
                         'chnl_reduction / flow_refinement keys: a TSM, not '
                         'an MSNet checkpoint)')
+    elif len(motion_squeezes) != 1:
+        problems.append(
+            'MotionSqueeze: the authors\' network has one, after layer2; '
+            f'the config\'s model has {len(motion_squeezes)}'
+            + (f': {[name for name, _ in motion_squeezes]}'
+               if motion_squeezes else ''))
     else:
-        ms_name, ms = _the_motion_squeeze(model)
+        [(ms_name, ms)] = motion_squeezes
         stage = f'backbone.ms_layer{AUTHORS_MS_STAGE + 1}'
         if ms_name != stage:
             problems.append(f'MotionSqueeze position: the authors\' is '
@@ -372,11 +374,6 @@ def convert_state_dict(checkpoint, model: nn.Module) -> Conversion:
 def build_model_of_config(config) -> nn.Module:
     """The config's recognizer as its constructor leaves it (no pretrained
     weights are loaded: ``init_weights`` is not called)."""
-    from mmaction.registry import MODELS
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmengine.utils import import_modules_from_strings
-
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
