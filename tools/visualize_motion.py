@@ -2,7 +2,7 @@
 
 Usage: python tools/visualize_motion.py CONFIG CHECKPOINT VIDEO --out DIR
        [--module NAME] [--full-saturation CELLS] [--scale N] [--fps F]
-       [--label-map FILE] [--device cpu]
+       [--label-map FILE] [--device cpu] [--compare-flow]
 
 The video goes through the config's test pipeline and the recognizer, as in
 tools/demo.py; the features that reach the MotionSqueeze module are read
@@ -10,7 +10,10 @@ with a forward pre-hook. For each clip the backbone sees, DIR gets
 ``<video>_clip<k>.png`` (rows: RGB frames, displacement coloured as optical
 flow with a colour-wheel legend, confidence) and ``<video>_clip<k>.gif``
 (the same, animated). CHECKPOINT ``none`` draws a randomly initialised
-model's maps.
+model's maps. ``--compare-flow`` also writes ``<video>_clip<k>_flow.png``
+(MS displacement above OpenCV's Farneback flow on the same grid and colour
+wheel) and prints how well they agree (msnet_plugin/visualization/
+flow_comparison.py).
 """
 import argparse
 import os
@@ -20,7 +23,8 @@ import numpy as np
 from mmaction.apis import inference_recognizer
 from mmengine.dataset import Compose
 
-from msnet_plugin.visualization import (MotionRecorder,
+from msnet_plugin.visualization import (MotionRecorder, compare_with_flow,
+                                        flow_comparison_grid,
                                         motion_gif_frames, motion_grid,
                                         save_gif, save_png, split_clips)
 from msnet_plugin.visualization.inference import (
@@ -47,6 +51,9 @@ def parse_args(argv=None):
     parser.add_argument('--fps', type=float, default=4, help='GIF frame rate')
     parser.add_argument('--label-map', help='class names, one per line')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument('--compare-flow', action='store_true',
+                        help="also draw OpenCV's Farneback optical flow on "
+                        'the MS feature grid and print how well it agrees')
     args = parser.parse_args(argv)
     if args.checkpoint.lower() == 'none':
         args.checkpoint = None
@@ -86,6 +93,8 @@ def main(argv=None):
     [clips] = split_clips([data['inputs']], displacement, confidence,
                           recorder.module.num_segments)
     for index, (frames, clip_disp, clip_conf) in enumerate(clips):
+        flow = compare_with_flow(frames, clip_disp) if args.compare_flow \
+            else None
         frames = enlarge(frames, args.scale)
         title = (f'{stem} clip {index}, {recorder.module_name} '
                  f'({weights}): predicted {names[best]} ({scores[best]:.2f})')
@@ -96,6 +105,14 @@ def main(argv=None):
         save_gif(gif, motion_gif_frames(frames, clip_disp, clip_conf,
                                         args.full_saturation), args.fps)
         print(f'wrote {png} and {gif}')
+        if flow is not None:
+            flow_png = osp.join(args.out, f'{stem}_clip{index}_flow.png')
+            save_png(flow_png, flow_comparison_grid(
+                frames, clip_disp, flow.flow, args.full_saturation,
+                f'{stem} clip {index}, {recorder.module_name} ({weights}) '
+                'vs Farneback flow'))
+            print(f'clip {index}, MS vs Farneback flow: {flow.agreement}')
+            print(f'wrote {flow_png}')
     return clips
 
 
