@@ -213,10 +213,17 @@ def test_bad_benchmark_arguments_are_named(bench, args, message):
 def test_reduced_two_seed_run_aggregates_and_repeats_exactly(
         run_tool, load_tool, tmp_path):
     out, data = tmp_path / 'bench', tmp_path / 'data'
-    common = ['--models', 'tsn', 'msnet', '--data-root', data, *TINY]
+    common = ['--models', 'tsn', 'msnet', '--data-root', data, *TINY,
+              '--num-classes', '8']
     run_tool('motion_benchmark.py', '--seeds', '2', '--out-dir', out,
-             *common, cwd=tmp_path)
+             '--log-dir', tmp_path / 'logs', *common, cwd=tmp_path)
+    # The Runner logs of each run are in --log-dir, not in --out-dir.
+    assert sorted(p.name for p in (tmp_path / 'logs' / 'msnet').iterdir()
+                  ) == ['seed0', 'seed1']
+    assert sorted(p.name for p in out.iterdir()) == [
+        'results.json', 'results.md', 'top1_vs_iteration.png']
     report = json.loads((out / 'results.json').read_text())
+    assert report['settings']['num_classes'] == 8
     runs = {(r['model'], r['seed']): r for r in report['runs']}
     assert sorted(runs) == [('msnet', 0), ('msnet', 1), ('tsn', 0),
                             ('tsn', 1)]
@@ -252,7 +259,8 @@ def test_reduced_two_seed_run_aggregates_and_repeats_exactly(
     for name, val_interval in (('again', '2'), ('val_every_iter', '1')):
         run_tool('motion_benchmark.py', '--models', 'msnet', '--seeds', '1',
                  '--out-dir', tmp_path / name, '--data-root', data, *TINY,
-                 '--val-interval', val_interval, cwd=tmp_path)
+                 '--num-classes', '8', '--val-interval', val_interval,
+                 cwd=tmp_path)
         repeat = json.loads(
             (tmp_path / name / 'results.json').read_text())['runs'][0]
         assert repeat['train_loss'] == runs[('msnet', 0)]['train_loss']

@@ -16,8 +16,9 @@ the weight initialisation, the sampling order, flips and dropout.
 Reproducibility: each run sets mmengine's ``randomness=dict(seed=s,
 deterministic=True)``, and the global random states are saved before every
 validation and restored after it, so validating (and how often) does not
-change what training draws. On one machine with the same thread count a
-run gives the same curve twice; see docs/motion_benchmark.md for what is
+change what training draws. torch runs on ``--threads`` CPU threads
+(default 1). On one machine with the same thread count a run gives the same
+losses and curve twice; see docs/motion_benchmark.md for what is
 not covered.
 
 Writes to ``--out-dir``: ``results.json`` (every run, and per model the
@@ -47,6 +48,7 @@ from typing import List, Optional, Sequence
 
 import msnet_plugin  # noqa: F401  (compat fixes, then registration)
 import numpy as np
+import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
@@ -124,6 +126,10 @@ def parse_args(argv=None):
     parser.add_argument('--train-videos', type=int, default=320)
     parser.add_argument('--val-videos', type=int, default=64)
     parser.add_argument('--num-workers', type=int, default=0)
+    parser.add_argument(
+        '--threads', type=int, default=1,
+        help='torch CPU threads (torch.set_num_threads); the same count '
+        'gives the same numbers, another count may differ in the last bits')
     parser.add_argument('--force', action='store_true',
                         help='retrain runs whose results already exist')
     parser.add_argument(
@@ -131,7 +137,7 @@ def parse_args(argv=None):
         help='train nothing: merge the runs in the results.json of these '
         'out-dirs (same settings, e.g. run in parallel) into --out-dir')
     args = parser.parse_args(argv)
-    for name in ('seeds', 'iters', 'val_interval', 'batch_size',
+    for name in ('seeds', 'threads', 'iters', 'val_interval', 'batch_size',
                  'train_videos', 'val_videos'):
         if getattr(args, name) < 1:
             raise SystemExit(f'--{name.replace("_", "-")} must be >= 1, got '
@@ -154,7 +160,7 @@ def benchmark_settings(args) -> dict:
     the model list, the seeds and where things are written)."""
     settings = dict(vars(args))
     for key in ('models', 'seeds', 'first_seed', 'out_dir', 'log_dir',
-                'data_root', 'force', 'num_workers', 'collect'):
+                'data_root', 'force', 'num_workers', 'threads', 'collect'):
         settings.pop(key)
     return settings
 
@@ -263,6 +269,7 @@ def model_cost(args, model_name: str) -> dict:
 def train_run(args, model_name: str, seed: int) -> dict:
     """Train ``model_name`` with ``seed``: its curve and final metrics."""
     cfg = build_config(args, model_name, seed)
+    torch.set_num_threads(args.threads)
     runner = Runner.from_cfg(cfg)
     val_curve = ValCurveHook()
     runner.register_hook(val_curve)
@@ -288,6 +295,7 @@ def train_run(args, model_name: str, seed: int) -> dict:
         # comparison unless the runs were made alone on an idle machine.
         seconds_per_iter=float(np.mean(steady)),
         train_wall_seconds=wall_seconds,
+        threads=args.threads,
         settings=benchmark_settings(args))
 
 
@@ -547,12 +555,12 @@ def main(argv=None):
             if (model_name, seed) in runs and not args.force:
                 continue
             run = runs[(model_name, seed)] = train_run(args, model_name, seed)
-            # The table after every run, the plot once all runs are in.
+            # The table after every run, the plot after every model.
             write_outputs(list(runs.values()), costs, args, plot=False)
             print(f'[motion_benchmark] {model_name} seed {seed}: top-1 '
                   f"{run['top1']:.3f} after {args.iters} iterations, curve "
                   f"{run['val_top1_curve']}", flush=True)
-    models = write_outputs(list(runs.values()), costs, args)
+        models = write_outputs(list(runs.values()), costs, args)
     print(markdown_table([m for m in models if m['model'] in args.models],
                          args))
 
