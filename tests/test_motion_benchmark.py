@@ -186,6 +186,12 @@ def test_collect_merges_runs_with_the_same_settings_only(
     report = json.loads((merged / 'results.json').read_text())
     assert [m['model'] for m in report['models']] == ['tsn', 'msnet']
     assert len(report['runs']) == 4
+    # Collecting an out-dir into itself redraws it and loses nothing.
+    (merged / 'results.md').unlink()
+    bench.main(['--collect', str(merged), '--out-dir', str(merged), *common])
+    assert json.loads((merged / 'results.json').read_text()) == report
+    assert '| MSNet (TSM + MS after layer2) | 2 |' in (
+        merged / 'results.md').read_text()
     with pytest.raises(SystemExit, match='was run with settings'):
         bench.main(['--collect', str(tmp_path / 'a'), '--out-dir',
                     str(merged), *common, '--lr', '0.1'])
