@@ -428,11 +428,13 @@ def plot_curves(models: List[dict], path: str, args) -> None:
     for model in models:
         summary = model['summary']
         main = model['model'] in MAIN_MODELS
+        label = model['description']
+        if len(summary['seeds']) < args.seeds:
+            label += f" ({len(summary['seeds'])} of {args.seeds} seeds)"
         line, = axes.plot(summary['curve_iters'], summary['curve_mean'],
                           marker='o' if main else '.',
                           linewidth=2.2 if main else 1.0,
-                          linestyle='-' if main else '--',
-                          label=model['description'])
+                          linestyle='-' if main else '--', label=label)
         axes.fill_between(summary['curve_iters'], summary['curve_min'],
                           summary['curve_max'], color=line.get_color(),
                           alpha=0.15 if main else 0.07, linewidth=0)
