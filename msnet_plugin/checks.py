@@ -26,6 +26,7 @@ import os
 import os.path as osp
 import pickle
 import re
+import sys
 import tempfile
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -184,13 +185,16 @@ def _leaf_datasets(dataset_cfg: Any, key: str) -> Iterator[Tuple[str, dict]]:
         yield key, dataset_cfg
 
 
-def _generates_its_data(dataset_cfg: Mapping) -> bool:
-    """Whether the dataset writes its own files (SyntheticMotionDataset)."""
+def _reads_files_it_names(dataset_cfg: Mapping) -> bool:
+    """Whether the files and folders a dataset config names are read, not
+    written: False for a dataset that generates its data
+    (SyntheticMotionDataset), and for a type that is not registered
+    (building it names the type)."""
     from .datasets.synthetic_motion import SyntheticMotionDataset
     dataset_type = dataset_cfg.get('type')
     if isinstance(dataset_type, str):
         dataset_type = DATASETS.get(dataset_type)
-    return isinstance(dataset_type, type) and issubclass(
+    return isinstance(dataset_type, type) and not issubclass(
         dataset_type, SyntheticMotionDataset)
 
 
@@ -206,14 +210,15 @@ def dataset_path_problems(cfg, split: str) -> List[ConfigError]:
     """The files and folders that ``{split}_dataloader.dataset`` names (its
     ``data_root``, ``ann_file`` and ``data_prefix`` folders, joined as
     mmengine's ``BaseDataset`` joins them) and that do not exist; datasets
-    that generate their data are skipped."""
+    that generate their data, and types that are not registered, are
+    skipped."""
     loader = cfg.get(f'{split}_dataloader', None)
     if not loader or not loader.get('dataset'):
         return []
     problems = []
     for key, dataset_cfg in _leaf_datasets(loader['dataset'],
                                            f'{split}_dataloader.dataset'):
-        if _generates_its_data(dataset_cfg):
+        if not _reads_files_it_names(dataset_cfg):
             continue
         data_root = dataset_cfg.get('data_root') or ''
         if data_root and not _is_remote(data_root) and not osp.isdir(
@@ -268,22 +273,26 @@ def pretrained_paths(model_cfg: Any,
 
 
 def check_config_paths(cfg, splits=('train', 'val', 'test'),
-                       pretrained: bool = False) -> None:
+                       weights: bool = False) -> None:
     """Raise :class:`ConfigError` naming the first file or folder of the
     config that does not exist: the datasets of ``splits`` (see
-    :func:`dataset_path_problems`) and, with ``pretrained``, the weights
-    the model loads when initialised (checked with
-    :func:`check_checkpoint_file`)."""
+    :func:`dataset_path_problems`) and, with ``weights``, ``load_from`` and
+    the weights the model loads when initialised (these are also checked
+    with :func:`check_checkpoint_file`)."""
     for split in splits:
         problems = dataset_path_problems(cfg, split)
         if problems:
             raise problems[0]
-    if pretrained:
-        for key, path in pretrained_paths(cfg.get('model')):
-            if not osp.isfile(path):
-                raise _missing(cfg, key, path, path, 'weights file')
-            check_checkpoint_file(path, config=getattr(cfg, 'filename', None),
-                                  key=key)
+    if not weights:
+        return
+    load_from = cfg.get('load_from', None)
+    if load_from and not _is_remote(load_from) and not osp.isfile(load_from):
+        raise _missing(cfg, 'load_from', load_from, load_from, 'checkpoint')
+    for key, path in pretrained_paths(cfg.get('model')):
+        if not osp.isfile(path):
+            raise _missing(cfg, key, path, path, 'weights file')
+        check_checkpoint_file(path, config=getattr(cfg, 'filename', None),
+                              key=f'{key} weights')
 
 
 def check_writable_folder(folder: str, key: str = 'work_dir',
@@ -358,8 +367,9 @@ def load_checkpoint_file(path: str, key: str = 'checkpoint') -> Any:
         return torch.load(path, map_location='cpu', weights_only=True,
                           mmap=zip_format)
     except pickle.UnpicklingError as error:
-        if 'Weights only load failed' not in str(error):
-            raise _damaged(key, path, size, error) from error
+        cut = _cut_name(str(error))
+        if 'Weights only load failed' not in str(error) or cut:
+            raise _damaged(key, path, size, error, cut) from error
         detail = re.search(r'WeightsUnpickler error: ([^\n]*)', str(error))
         raise CheckpointFileError(
             f'{key} {path} holds Python objects that safe loading '
@@ -373,15 +383,33 @@ def load_checkpoint_file(path: str, key: str = 'checkpoint') -> Any:
         raise _damaged(key, path, size, error) from error
 
 
-def _damaged(key: str, path: str, size: int,
-             error: BaseException) -> CheckpointFileError:
+def _cut_name(message: str) -> Optional[str]:
+    """The global a weights-only load refused if it names nothing in a
+    module already imported, e.g. ``torch._utils._rebuild_tensor_``: a
+    legacy-format file cut inside the name ``_rebuild_tensor_v2``; else
+    None. (Nothing is imported to find out.)"""
+    match = re.search(r'Unsupported global: GLOBAL ([\w.]+)', message)
+    if match is None:
+        return None
+    module_name, _, name = match.group(1).rpartition('.')
+    module = sys.modules.get(module_name)
+    if module is not None and not hasattr(module, name):
+        return match.group(1)
+    return None
+
+
+def _damaged(key: str, path: str, size: int, error: BaseException,
+             cut_name: Optional[str] = None) -> CheckpointFileError:
     # torch's first sentence, e.g. "PytorchStreamReader failed reading zip
     # archive: failed finding central directory".
     first_line = (str(error).strip().splitlines() or [''])[0]
     first_line = first_line.split('. ')[0][:160]
+    detail = (f'the pickle ends inside the name {cut_name}' if cut_name else
+              type(error).__name__ +
+              (f': {first_line}' if first_line else ''))
     return CheckpointFileError(
         f'{key} {path} is truncated or damaged ({size} bytes; torch.load:'
-        f' {type(error).__name__}{": " + first_line if first_line else ""}):'
+        f' {detail}):'
         ' it was not written or copied completely; copy it again, or use an '
         'earlier checkpoint')
 

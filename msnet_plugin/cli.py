@@ -108,7 +108,9 @@ def registry_message(error: KeyError,
     candidates = _registered_names(scope, registry_name)
     close = difflib.get_close_matches(type_name, candidates, n=3,
                                       cutoff=0.6)
-    hint = (f'did you mean {" or ".join(close)}?' if close else
+    listed = (', '.join(close[:-1]) + ' or ' if len(close) > 1 else ''
+              ) + (close[-1] if close else '')
+    hint = (f'did you mean {listed}?' if close else
             'check the spelling, and that custom_imports imports the '
             'module that registers it')
     return (f"type '{type_name}' is not registered in {scope}'s "

@@ -181,7 +181,7 @@ def demo_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_unlabeled_test_set_predicts_without_metrics_and_refuses_accuracy(
-        tmp_path, load_tool, capsys, demo_checkpoint, monkeypatch):
+        tmp_path, load_tool, tool_error, demo_checkpoint, monkeypatch):
     """tools/test.py on an unlabeled list: AccMetric would count every clip
     as wrong, so DatasetCheckHook stops it; with test_evaluator=[] and
     --dump the predictions are written."""
@@ -195,20 +195,16 @@ def test_unlabeled_test_set_predicts_without_metrics_and_refuses_accuracy(
     config = config_testing_on(tmp_path, ann_file=str(unlabeled),
                          data_prefix=dict(video=str(root)),
                          allow_unlabeled=True)
-    test = load_tool('test')
     arguments = [str(config), str(demo_checkpoint), '--work-dir',
                  str(tmp_path / 'work')]
-    with pytest.raises(SystemExit) as stopped:
-        test.main(arguments)
-    assert stopped.value.code == EXIT_USER_ERROR
-    assert capsys.readouterr().err == (
+    assert tool_error('test', arguments) == (EXIT_USER_ERROR, (
         f'error: 4 clips of {unlabeled} have no label (first: line 1), and '
         'AccMetric would count them as wrong answers; label them, or run '
         'without metrics: --cfg-options test_evaluator=[] (tools/test.py '
-        '--dump still saves the predictions)\n')
+        '--dump still saves the predictions)\n'))
 
     dump = tmp_path / 'predictions.pkl'
-    test.main(arguments + ['--dump', str(dump), '--cfg-options',
+    load_tool('test').main(arguments + ['--dump', str(dump), '--cfg-options',
                            'test_evaluator=[]'])
     with open(dump, 'rb') as dumped:
         predictions = pickle.load(dumped)
@@ -217,7 +213,7 @@ def test_unlabeled_test_set_predicts_without_metrics_and_refuses_accuracy(
 
 
 def test_test_tool_prints_an_annotation_error_in_one_line(
-        tmp_path, load_tool, capsys, monkeypatch):
+        tmp_path, tool_error, monkeypatch):
     """The dataset is built by the Runner, after the tool's checks: its
     error ends the tool in one line too."""
     monkeypatch.chdir(tmp_path)
@@ -227,14 +223,12 @@ def test_test_tool_prints_an_annotation_error_in_one_line(
     torch.save({'w': torch.zeros(1)}, checkpoint)  # never loaded
     config = config_testing_on(tmp_path, ann_file=str(ann_file),
                          data_prefix=dict(video=str(tmp_path)))
-    with pytest.raises(SystemExit) as stopped:
-        load_tool('test').main([str(config), str(checkpoint), '--work-dir',
-                                str(tmp_path / 'work')])
-    assert stopped.value.code == EXIT_USER_ERROR
-    err = capsys.readouterr().err
+    code, err = tool_error('test', [config, checkpoint, '--work-dir',
+                                    tmp_path / 'work'])
+    assert code == EXIT_USER_ERROR
     assert err.startswith(f"error: line 2 of {ann_file} has no label: "
                           "'1.mp4'; ")
-    assert err.count('\n') == 1 and 'Traceback' not in err
+    assert err.count('\n') == 1
 
 
 def test_runner_api_keeps_the_exception_type(tmp_path):

@@ -160,10 +160,14 @@ def test_demo_as_in_readme_learns_motion(tmp_path):
     assert accuracies(tested, 'test')[0] >= 0.75
 
 
-def test_test_tool_names_a_missing_checkpoint(tmp_path):
+def test_test_tool_names_a_missing_checkpoint_in_one_line(tmp_path):
+    """In a fresh interpreter, as a user runs it: one line on stderr, no
+    traceback, exit status 2 (msnet_plugin/cli.py)."""
     result = subprocess.run(
         [sys.executable, str(REPO / 'tools' / 'test.py'), str(DEMO_CONFIG),
          str(tmp_path / 'missing.pth')], capture_output=True, text=True,
-        cwd=tmp_path)
-    assert result.returncode != 0
-    assert f'checkpoint not found: {tmp_path}/missing.pth' in result.stderr
+        cwd=tmp_path, env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert result.returncode == 2
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f'error: checkpoint not found: {tmp_path}/missing.pth')

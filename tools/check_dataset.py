@@ -102,6 +102,8 @@ def dataset_format(dataset_cfg) -> str:
     """'video' or 'rawframes': the layout a dataset config reads."""
     dataset_type = dataset_cfg.get('type')
     dataset_class = DATASETS.get(dataset_type)
+    if dataset_class is None:
+        DATASETS.build(dataset_cfg)  # mmengine's KeyError names the type
     # Subclasses too, e.g. the plugin's CheckedRawframeDataset.
     if dataset_class is not None and issubclass(dataset_class,
                                                 RawframeDataset):
@@ -117,11 +119,11 @@ def check_split(cfg, split: str, workers: int) -> List[str]:
     loader = cfg.get(f'{split}_dataloader')
     if not loader:
         return []
+    dataset_cfg = loader.dataset.copy()
+    fmt = dataset_format(dataset_cfg)
     missing = dataset_path_problems(cfg, split)
     if missing:
         return [str(problem) for problem in missing]
-    dataset_cfg = loader.dataset.copy()
-    fmt = dataset_format(dataset_cfg)
     ann_file = dataset_cfg.get('ann_file')
     data_root = dataset_cfg.get('data_root')
     if ann_file and data_root and not osp.isabs(ann_file):

@@ -108,17 +108,18 @@ def check_config(cfg, args) -> None:
     the data and weights the config names, the work directory, and the
     checkpoint it loads or resumes from."""
     check_segment_counts(cfg.model)
-    splits = ['train'] + (['val'] if cfg.get('val_cfg') else [])
-    check_config_paths(cfg, splits, pretrained=True)
-    check_writable_folder(cfg.work_dir)
     resume = bool(cfg.get('resume', False))
     load_from = cfg.get('load_from', None)
-    if load_from:
-        check_checkpoint_file(
-            load_from, resume=resume, config=args.config,
-            key='checkpoint to resume from' if resume else 'load_from '
-            'checkpoint')
-    elif resume:
+    if resume and load_from:  # --resume PATH
+        check_checkpoint_file(load_from, resume=True, config=args.config,
+                              key='checkpoint to resume from')
+    splits = ['train'] + (['val'] if cfg.get('val_cfg') else [])
+    check_config_paths(cfg, splits, weights=True)
+    check_writable_folder(cfg.work_dir)
+    if load_from and not resume:
+        check_checkpoint_file(load_from, config=args.config,
+                              key='load_from checkpoint')
+    elif resume and not load_from:
         latest = find_latest_checkpoint(cfg.work_dir)
         if latest:
             check_checkpoint_file(
