@@ -48,12 +48,14 @@ OS_ERROR_FIXES = {
     errno.ENOSPC: 'free some space on that disk (or write elsewhere)',
     errno.EDQUOT: 'free some space within your quota (or write elsewhere)',
     errno.EROFS: 'write to a folder on a writable disk',
-    errno.EACCES: 'write to a folder you may write to',
-    errno.EPERM: 'write to a folder you may write to',
+    errno.EACCES: 'check its permissions, or use another path',
+    errno.EPERM: 'check its permissions, or use another path',
     errno.ENOTDIR: 'a part of that path is a file, not a folder; fix the '
     'path',
     errno.EISDIR: 'that path is a folder; name a file',
 }
+#: Of those, the ones only a write raises.
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 _REGISTRY_MISS = re.compile(r'(\S+) is not in the (\S+)::(\S+) registry')
 
@@ -151,10 +153,11 @@ def user_error_message(error: BaseException,
 
 
 def describe_os_error(error: OSError) -> str:
-    """``'cannot write FILE: <cause>; <fix>'`` for an ``OSError`` of the
-    user's disk or folders."""
+    """``'cannot write FILE: <cause>; <fix>'`` (``use`` for errors a read
+    may raise too) for an ``OSError`` of the user's disk or folders."""
+    verb = 'write' if error.errno in WRITE_ERRORS else 'use'
     target = f' {error.filename}' if error.filename else ''
-    return (f'cannot write{target}: {error.strerror or error}; '
+    return (f'cannot {verb}{target}: {error.strerror or error}; '
             f'{OS_ERROR_FIXES.get(error.errno, "check the path")}')
 
 

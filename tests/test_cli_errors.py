@@ -83,8 +83,8 @@ def test_disk_and_folder_errors_name_the_file_and_the_fix():
         'space on that disk (or write elsewhere)')
     denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), '/w')
     assert user_error_message(denied) == (
-        'cannot write /w: Permission denied; write to a folder you may write '
-        'to')
+        'cannot use /w: Permission denied; check its permissions, or use '
+        'another path')
 
 
 class FailsInAWorker(Dataset):

@@ -94,8 +94,13 @@ def test_sthv1_config_is_mmaction_tsm_with_ms_and_sthv1_data():
     base_backbone = without_scope(base.model.backbone)
     assert base_backbone.pop('type') == 'ResNetTSM'
     assert backbone == base_backbone
+    # The one change to the hooks: checkpoints are written atomically.
+    hooks = without_scope(cfg.default_hooks)
+    assert hooks['checkpoint'].pop('backend_args') == dict(
+        backend='atomic_local')
+    assert hooks == without_scope(base.default_hooks)
     for key in ('optim_wrapper', 'param_scheduler', 'train_cfg',
-                'default_hooks', 'auto_scale_lr'):
+                'auto_scale_lr'):
         assert without_scope(cfg[key]) == without_scope(base[key]), key
     assert without_scope(cfg.model.cls_head) == without_scope(
         base.model.cls_head)
