@@ -5,7 +5,8 @@ Every script in ``tools/`` wraps its ``main(argv)`` in :func:`tool_main`:
 - An error the user caused (:data:`USER_ERRORS`: a named input that does not
   exist, a bad annotation list, sample, config value or checkpoint file,
   segment counts that disagree, a NaN loss, a full disk or a folder that
-  cannot be written, a type the config names that is not registered) prints
+  cannot be written, a type the config names that is not registered, a
+  syntax error in the config) prints
   one line to stderr, ``error: <what is wrong, which file and line, what to
   do>``, and exits with status :data:`EXIT_USER_ERROR` (2), without a
   traceback. (``CheckpointMismatchError`` alone goes on with its indented
@@ -145,6 +146,15 @@ def user_error_message(error: BaseException,
         return str(error)
     if isinstance(error, KeyError):
         return registry_message(error, config)
+    if isinstance(error, SyntaxError):
+        # mmengine parses config files with ast.parse: file '<unknown>'.
+        if config and error.filename in ('<unknown>', config):
+            return (f'config {config} (or a config it inherits) has a syntax '
+                    f'error at line {error.lineno}: {error.msg}')
+        return None
+    if isinstance(error, FileNotFoundError) and error.filename:
+        return (f'{error.filename} not found ({error.strerror}); check the '
+                'path')
     if isinstance(error, USER_ERRORS):
         return _original_message(error)
     if isinstance(error, OSError) and error.errno in OS_ERROR_FIXES:

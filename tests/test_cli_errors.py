@@ -106,3 +106,16 @@ def test_a_dataloader_workers_error_is_shown_as_the_worker_raised_it():
     assert user_error_message(error.value) == (
         'cannot load a.mp4 (line 1 of list.txt): RuntimeError: Error reading '
         '0 bytes')
+
+
+def test_a_config_that_does_not_exist_or_does_not_parse(tmp_path,
+                                                        tool_error):
+    assert tool_error('train', [tmp_path / 'nothere.py']) == (
+        EXIT_USER_ERROR, f'error: {tmp_path}/nothere.py not found (No such '
+        'file or directory); check the path\n')
+    config = tmp_path / 'unclosed.py'
+    config.write_text(f'_base_ = [{str(DEMO_CONFIG)!r}]\n'
+                      'model = dict(backbone=dict(depth=18)\n')
+    assert tool_error('test', [config, 'epoch_1.pth']) == (
+        EXIT_USER_ERROR, f'error: config {config} (or a config it inherits) '
+        "has a syntax error at line 2: '(' was never closed\n")
