@@ -26,7 +26,8 @@ HMDB51 = REPO / 'configs' / 'msnet_tsm_r50_hmdb51_ft.py'
 
 
 def fix(key):
-    return f'Fix the path in the config, or set it with --cfg-options {key}=PATH'
+    return ('Fix the path in the config, or set it with --cfg-options '
+            f'{key}=PATH')
 
 
 @pytest.fixture

@@ -426,7 +426,7 @@ def generate_video_dataset(root: str,
             and the other arguments only.
         num_frames (int): Frames per clip.
         size (int): Frame height and width in pixels: even, at least
-            ``MIN_SIZE`` and decodable (see :func:`check_generation_parameters`).
+            ``MIN_SIZE`` and decodable (:func:`check_generation_parameters`).
         speed (int): Displacement per frame in pixels, ``< size / 2``.
         num_classes (int): 4 or 8 directions, see ``MOTION_CLASSES``.
 
