@@ -83,11 +83,23 @@ def replaced_atomically(path: str, durable: bool = True) -> Iterator[str]:
 
 def write_bytes_atomically(path: str, data: bytes,
                            durable: bool = True) -> None:
-    """Write ``data`` to ``path`` through :func:`replaced_atomically`."""
-    with replaced_atomically(path, durable) as tmp_path:
-        # 'xb' like open(path, 'wb') for permissions (the umask applies).
-        with open(tmp_path, 'xb') as tmp_file:
-            tmp_file.write(data)
+    """Write ``data`` to ``path`` through :func:`replaced_atomically`.
+
+    An ``OSError`` of the temporary file (a full disk: ``ENOSPC`` from the
+    write, the flush or the fsync, which name no file) is raised again with
+    ``path`` as its ``filename``, so the message names the file the user
+    knows."""
+    tmp_path = None
+    try:
+        with replaced_atomically(path, durable) as tmp_path:
+            # 'xb' like open(path, 'wb') for permissions (the umask applies).
+            with open(tmp_path, 'xb') as tmp_file:
+                tmp_file.write(data)
+    except OSError as error:
+        if error.filename not in (None, tmp_path) or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error),
+                      str(path)) from error
 
 
 class AtomicLocalBackend(LocalBackend):

@@ -5,7 +5,8 @@
   forgotten after each test, so that one test's Runner cannot change what the
   next test builds.
 - Fixtures for what several test files need: ``load_tool`` (a script of
-  tools/ as a module), ``run_tool`` (a script in a fresh interpreter),
+  tools/ as a module), ``tool_error`` (the exit status and the error line of
+  a tool's main that stops), ``run_tool`` (a script in a fresh interpreter),
   ``demo_config`` and ``small_demo_options`` (the demo config, shrunk),
   ``without_scope`` (a config as plain data, to compare configs) and
   ``one_thread`` (a thread guard for tiny inputs).
@@ -53,6 +54,25 @@ def _load_tool(name):
 def load_tool():
     """``load_tool('train')``: tools/train.py as a module."""
     return _load_tool
+
+
+@pytest.fixture
+def tool_error(capsys):
+    """``tool_error('test', [...])``: run tools/test.py's ``main`` on these
+    arguments, which must stop; return its exit status and what it printed
+    to stderr from ``error: `` on (warnings that Python prints before it
+    are left out), after checking that no traceback was printed."""
+
+    def run(name, argv):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            _load_tool(name).main([str(arg) for arg in argv])
+        err = capsys.readouterr().err
+        assert 'Traceback' not in err, err
+        assert 'error: ' in err, err
+        return stopped.value.code, err[err.index('error: '):]
+
+    return run
 
 
 def _run_tool(script, *args, cwd, check=True):

@@ -73,8 +73,10 @@ def test_broken_videos_are_each_named(videos, capsys):
     assert 'train: 3 problem(s)' in out
     assert f'{root}/videos/00000.mp4: video file not found' in out
     assert f'{root}/videos/00001.mp4: decord cannot decode it' in out
-    assert (f'{root}/videos/00002.mp4: label 174 is outside [0, 174)'
-            in out)
+    # The same message as the dataset's (msnet_plugin.datasets.
+    # label_problems), for every clip instead of the first.
+    assert (f'label 174 of {root}/videos/00002.mp4 (line 3 of {ann_file}) '
+            'is outside 0..173 (num_classes=174)' in out)
 
 
 def test_broken_rawframes_are_each_named(rawframes, capsys):
@@ -95,22 +97,56 @@ def test_missing_and_malformed_annotation_files(rawframes, tmp_path, capsys):
     missing = tmp_path / 'missing.txt'
     status, out = run_check(STHV1, 'test', missing, dict(img=root), capsys)
     assert status == 1
-    assert f'{missing}: annotation file not found (test split)' in out
+    assert (f"test_dataloader.dataset.ann_file = '{missing}': annotation "
+            'file not found' in out)
     malformed = tmp_path / 'videos_list.txt'
     malformed.write_text('some/video.mp4\n')  # no frame count, no label
     status, out = run_check(STHV1, 'train', malformed, dict(img=root),
                             capsys)
     assert status == 1
-    assert (f'{malformed}: cannot parse it as a CheckedRawframeDataset'
-            in out)
+    assert (f'line 1 of {malformed} has 1 column(s), expected <frame folder> '
+            "<total frames> <label>: 'some/video.mp4'" in out)
     # A video list read as rawframes: the "frame count" is the label and
-    # RawframeDataset gives the missing label -1.
+    # the label is missing.
     malformed.write_text('some/video.mp4 3\n')
     status, out = run_check(STHV1, 'train', malformed, dict(img=root),
                             capsys)
     assert status == 1
-    assert f'{root}/some/video.mp4: frame folder not found' in out
-    assert f'{root}/some/video.mp4: label -1 is outside [0, 174)' in out
+    assert f"line 1 of {malformed} has no label: 'some/video.mp4 3'" in out
+
+
+def test_every_problem_of_a_list_is_listed(rawframes, tmp_path, capsys):
+    """The dataset stops at the first problem; the tool lists them all,
+    with the dataset's own checks (annotation_problems)."""
+    _, root = rawframes
+    ann_file = tmp_path / 'list.txt'
+    ann_file.write_text('00000 4 1\n00001 4 up\n00002 4\n00000 4 1\n\n')
+    status, out = run_check(STHV1, 'train', ann_file, dict(img=root), capsys)
+    assert status == 1
+    assert out.splitlines() == [
+        'train: 4 problem(s):',
+        f"  line 2 of {ann_file}: label 'up' is not an integer (expected "
+        "<frame folder> <total frames> <label>): '00001 4 up'",
+        f"  line 3 of {ann_file} has no label: '00002 4'; a clip without a "
+        'label would count as a wrong answer in validation and testing; add '
+        'its label, or, to only predict an unlabeled list (tools/test.py '
+        '--dump), give the dataset allow_unlabeled=True',
+        f'  00000 is listed twice in {ann_file}: lines 1 and 4; delete one (a '
+        'clip listed twice counts twice in training and evaluation)',
+        f'  line 5 of {ann_file} is blank; delete it (MMAction2 would read it '
+        'as a clip with no name)',
+    ]
+
+
+def test_a_config_it_cannot_check_ends_in_one_line(tmp_path, tool_error,
+                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = tool_error('check_dataset', [
+        REPO / 'configs' / 'msnet_r18_demo_synthetic.py', '--cfg-options',
+        'train_dataloader.dataset.type=SyntheticMotionDatset'])
+    assert code == 2
+    assert err.startswith("error: type 'SyntheticMotionDatset' is not "
+                          "registered in mmaction's dataset registry")
 
 
 def test_parallel_workers_report_the_same(videos, capsys):

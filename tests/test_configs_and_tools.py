@@ -93,6 +93,11 @@ def test_sthv1_config_is_mmaction_tsm_with_ms_and_sthv1_data():
     base_backbone = without_scope(base.model.backbone)
     assert base_backbone.pop('type') == 'ResNetTSM'
     assert backbone == base_backbone
+    # The one change to the hooks: checkpoints are written atomically.
+    hooks = without_scope(cfg.default_hooks)
+    assert hooks['checkpoint'].pop('backend_args') == dict(
+        backend='atomic_local')
+    assert hooks == without_scope(base.default_hooks)
     for key in ('optim_wrapper', 'param_scheduler', 'train_cfg',
                 'auto_scale_lr'):
         assert without_scope(cfg[key]) == without_scope(base[key]), key
@@ -151,10 +156,14 @@ def test_demo_as_in_readme_learns_motion(tmp_path):
     assert accuracies(tested, 'test')[0] >= 0.75
 
 
-def test_test_tool_names_a_missing_checkpoint(tmp_path):
+def test_test_tool_names_a_missing_checkpoint_in_one_line(tmp_path):
+    """In a fresh interpreter, as a user runs it: one line on stderr, no
+    traceback, exit status 2 (msnet_plugin/cli.py)."""
     result = subprocess.run(
         [sys.executable, str(REPO / 'tools' / 'test.py'), str(DEMO_CONFIG),
          str(tmp_path / 'missing.pth')], capture_output=True, text=True,
-        cwd=tmp_path)
-    assert result.returncode != 0
-    assert f'checkpoint not found: {tmp_path}/missing.pth' in result.stderr
+        cwd=tmp_path, env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert result.returncode == 2
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f'error: checkpoint not found: {tmp_path}/missing.pth')

@@ -13,6 +13,7 @@ from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
+from msnet_plugin.checks import CheckpointFileError
 from msnet_plugin.convert import (AuthorsCheckpointError, ConfigMismatchError,
                                   convert_authors_checkpoint)
 
@@ -387,8 +388,7 @@ def test_unreadable_file_is_refused(tmp_path):
     src = tmp_path / 'notes.pth.tar'
     src.write_text('not a checkpoint')
     assert_refused(tmp_path, src, load_config(R18_CONFIG),
-                   AuthorsCheckpointError,
-                   'cannot be read as a plain PyTorch checkpoint')
+                   CheckpointFileError, 'is not a PyTorch file')
 
 
 def test_missing_files_and_dst_equal_to_src(tmp_path):

@@ -1,4 +1,5 @@
-"""Crash-safe training: atomic checkpoint writes, SIGKILL then --resume.
+"""Crash-safe training: atomic checkpoint writes, SIGKILL then --resume,
+Ctrl-C and a full disk during a save.
 
 The demo config, shrunk (3 clips of 32x32, batch 1, so 3 iterations per
 epoch, 2 epochs), is trained by tools/train.py in a subprocess in
@@ -6,7 +7,10 @@ deterministic mode. The first run trains epochs 1 and 2 without
 interruption and is killed with SIGKILL while it writes the checkpoint of
 epoch 2; it is resumed and killed again in the middle of epoch 2; it is
 resumed again to the end. The losses the resumed runs log for epoch 2 must
-equal those of the first, uninterrupted, run.
+equal those of the first, uninterrupted, run. Two more runs are stopped
+while they write the checkpoint of epoch 2, by SIGINT (Ctrl-C) and by a disk
+that fills: the checkpoint of epoch 1 stays, no partial file is left, and
+the last line names the cause and the command that resumes.
 """
 import glob
 import json
@@ -24,6 +28,8 @@ import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend, get_file_backend
 
+from msnet_plugin.checks import check_checkpoint_file
+from msnet_plugin.cli import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from msnet_plugin.fileio import AtomicLocalBackend
 from msnet_plugin.hooks import capture_random_state, restore_random_state
 
@@ -51,6 +57,38 @@ def fsync(fd):
         time.sleep(60)
     return real_fsync(fd)
 os.fsync = fsync
+sys.argv = sys.argv[2:]
+runpy.run_path(tool, run_name='__main__')
+'''
+
+
+# Runs tools/train.py on a disk that fills while the checkpoint named in
+# argv[1] is written: the write of its temporary file (msnet_plugin.fileio)
+# stores half of the data, then fails with ENOSPC, as a full disk does.
+FULL_DISK_LAUNCHER = '''
+import builtins, errno, os, runpy, sys
+full_name, tool = sys.argv[1], sys.argv[2]
+import msnet_plugin.fileio as fileio
+
+class FullDisk:
+    def __init__(self, file):
+        self.file = file
+    def write(self, data):
+        self.file.write(data[:len(data) // 2])
+        self.file.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.file.close()
+
+def open_on_a_full_disk(path, mode='r', *args, **kwargs):
+    file = builtins.open(path, mode, *args, **kwargs)
+    if os.path.basename(str(path)).startswith('.' + full_name + '.'):
+        return FullDisk(file)
+    return file
+
+fileio.open = open_on_a_full_disk
 sys.argv = sys.argv[2:]
 runpy.run_path(tool, run_name='__main__')
 '''
@@ -94,27 +132,38 @@ def run_to_end(command, cwd):
     return output
 
 
-def run_and_kill(command, cwd, should_kill, timeout=900):
-    """Start ``command``; SIGKILL it as soon as ``should_kill(output)`` is
-    true (polled every 10 ms). Returns the output it printed."""
+def run_and_signal(command, cwd, should_signal, signal_number,
+                   timeout=900):
+    """Start ``command``; send it ``signal_number`` as soon as
+    ``should_signal(output)`` is true (polled every 10 ms) and wait for it
+    to end. Returns its exit status and the output it printed."""
     log_path = Path(cwd) / f'output-{time.monotonic_ns()}.log'
     with open(log_path, 'w') as log:
         process = subprocess.Popen(command, cwd=cwd, stdout=log,
                                    stderr=subprocess.STDOUT, env=environment())
         deadline = time.monotonic() + timeout
         try:
-            while not should_kill(log_path.read_text()):
+            while not should_signal(log_path.read_text()):
                 assert process.poll() is None, (
-                    'ended before it could be killed:\n' +
+                    'ended before the signal:\n' +
                     log_path.read_text()[-4000:])
                 assert time.monotonic() < deadline, 'timed out'
                 time.sleep(0.01)
-            process.send_signal(signal.SIGKILL)
+            process.send_signal(signal_number)
+            process.wait(timeout=300)
         finally:
             process.kill()
             process.wait()
-    assert process.returncode == -signal.SIGKILL
-    return log_path.read_text()
+    return process.returncode, log_path.read_text()
+
+
+def run_and_kill(command, cwd, should_kill, timeout=900):
+    """Start ``command``; SIGKILL it as soon as ``should_kill(output)`` is
+    true (polled every 10 ms). Returns the output it printed."""
+    returncode, output = run_and_signal(command, cwd, should_kill,
+                                        signal.SIGKILL, timeout)
+    assert returncode == -signal.SIGKILL
+    return output
 
 
 def logged_losses(work_dir):
@@ -215,6 +264,67 @@ def test_sigkill_during_save_and_mid_epoch_then_resume(tmp_path):
         for key, loss in losses.items():
             assert loss == pytest.approx(uninterrupted[key],
                                          abs=LOSS_TOLERANCE)
+
+
+def assert_only_epoch_1_is_left(work_dir):
+    """The checkpoint of epoch 1 is whole, and nothing of epoch 2's."""
+    assert sorted(p.name for p in work_dir.iterdir()
+                  if 'pth' in p.name) == ['epoch_1.pth']
+    assert check_checkpoint_file(str(work_dir / 'epoch_1.pth'),
+                                 resume=True) == 'training'
+    checkpoint = torch.load(work_dir / 'epoch_1.pth', weights_only=True)
+    assert checkpoint['meta']['epoch'] == 1
+    assert (work_dir / 'last_checkpoint').read_text().endswith('epoch_1.pth')
+
+
+def resume_advice(work_dir):
+    return (f'in epoch 2 (after {ITERS_PER_EPOCH * 2} iterations). The last '
+            f'complete checkpoint, {work_dir}/epoch_1.pth, is intact; resume '
+            f'with: python tools/train.py {DEMO_CONFIG} --work-dir {work_dir} '
+            '--resume with your other options')
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_says_how_to_resume(
+        tmp_path):
+    """SIGINT while epoch_2.pth is written (its fsync slowed down): exit
+    status 130, epoch_1.pth intact, no partial file; the command the
+    message gives resumes from epoch_1.pth."""
+    data_dir, work_dir = tmp_path / 'data', tmp_path / 'work'
+    returncode, output = run_and_signal(
+        train_command(work_dir, data_dir,
+                      launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
+        tmp_path, lambda out: bool(glob.glob(f'{work_dir}/.epoch_2.pth.*')),
+        signal.SIGINT)
+    assert returncode == EXIT_INTERRUPTED, output[-3000:]
+    assert 'Traceback' not in output
+    assert output.splitlines()[-1] == (
+        'error: training interrupted (Ctrl-C) ' + resume_advice(work_dir))
+    assert_only_epoch_1_is_left(work_dir)
+
+    resumed = run_to_end(train_command(work_dir, data_dir, '--resume'),
+                         tmp_path)
+    assert 'resumed epoch: 1, iter: 3' in resumed
+    assert (work_dir / 'epoch_2.pth').is_file()
+
+
+@pytest.mark.slow
+def test_full_disk_during_a_save_keeps_the_last_checkpoint(tmp_path):
+    """ENOSPC while epoch_2.pth is written: exit status 2, the error names
+    the file and the cause, epoch_1.pth intact, no partial file."""
+    data_dir, work_dir = tmp_path / 'data', tmp_path / 'work'
+    result = subprocess.run(
+        train_command(work_dir, data_dir,
+                      launcher=('-c', FULL_DISK_LAUNCHER, 'epoch_2.pth')),
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        env=environment())
+    assert result.returncode == EXIT_USER_ERROR, result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f'error: cannot write {work_dir}/epoch_2.pth: No space left on '
+        'device; free some space on that disk (or write elsewhere). Training '
+        'stopped ' + resume_advice(work_dir))
+    assert_only_epoch_1_is_left(work_dir)
 
 
 def test_random_state_survives_a_safe_checkpoint_round_trip(tmp_path):

@@ -1,15 +1,18 @@
 """Check a prepared dataset against a config before a long run.
 
 Usage: python tools/check_dataset.py CONFIG [--split train val test]
-       [--workers N] [--cfg-options k=v ...]
+       [--workers N] [--cfg-options k=v ...] [--debug]
 
 For each split's dataset in the config (VideoDataset or RawframeDataset
-layouts), checks that the annotation file exists and parses, that every
-listed video exists and decord decodes its first and last frame, or, for
-rawframes, that the clip folder exists and its first and last frame images
-exist and decode, and that every label lies in ``[0, num_classes)`` of the
-config's head. Prints what is wrong, item by item, and exits with status 1
-if anything is; status 0 and one OK line per split otherwise.
+layouts), checks that the data folders and the annotation file exist, that
+every line of the list parses (columns, integer frame counts and labels, a
+label on every clip, no clip listed twice: the package's
+``annotation_problems``), that every label lies in ``[0, num_classes)`` of
+the config's head (``label_problems``), that every listed video exists and
+decord decodes its first and last frame, or, for rawframes, that the clip
+folder exists and its first and last frame images exist and decode. Prints
+what is wrong, item by item, and exits with status 1 if anything is; status
+0 and one OK line per split otherwise (2: the config itself is wrong).
 """
 import argparse
 import os.path as osp
@@ -25,6 +28,11 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmengine.utils import (track_iter_progress,
                             track_parallel_progress)
+from msnet_plugin.checks import ConfigError, dataset_path_problems
+from msnet_plugin.cli import add_debug_argument, tool_main
+from msnet_plugin.datasets import (AnnotationError, annotation_layout,
+                                   annotation_problems, label_problems,
+                                   raw_data_list)
 
 SPLITS = ('train', 'val', 'test')
 # Problems printed per split before the rest is only counted.
@@ -42,6 +50,7 @@ def parse_args(argv=None):
                         help='processes that decode in parallel')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -63,11 +72,10 @@ def check_video(filename: str) -> Optional[str]:
 
 def check_rawframes(frame_dir: str, total_frames: int, start_index: int,
                     filename_tmpl: str) -> Optional[str]:
-    """None if ``frame_dir`` holds readable first and last frame images."""
+    """None if ``frame_dir`` holds readable first and last frame images
+    (``total_frames >= 1``: the annotation list is checked first)."""
     if not osp.isdir(frame_dir):
         return f'{frame_dir}: frame folder not found'
-    if total_frames < 1:
-        return f'{frame_dir}: annotation lists {total_frames} frames'
     for index in (start_index, start_index + total_frames - 1):
         path = osp.join(frame_dir, filename_tmpl.format(index))
         if not osp.isfile(path):
@@ -79,40 +87,31 @@ def check_rawframes(frame_dir: str, total_frames: int, start_index: int,
 
 
 def check_item(task) -> List[str]:
-    """Problems of one annotation entry: ``task = (item, fmt, num_classes,
+    """Problems of the files of one annotation entry: ``task = (item, fmt,
     start_index, filename_tmpl)``."""
-    item, fmt, num_classes, start_index, filename_tmpl = task
-    problems = []
+    item, fmt, start_index, filename_tmpl = task
     if fmt == 'video':
         problem = check_video(item['filename'])
-        name = item['filename']
     else:
         problem = check_rawframes(item['frame_dir'], item['total_frames'],
                                   start_index, filename_tmpl)
-        name = item['frame_dir']
-    if problem:
-        problems.append(problem)
-    labels = item['label']
-    labels = labels if isinstance(labels, (list, tuple)) else [labels]
-    for label in labels:
-        if not 0 <= int(label) < num_classes:
-            problems.append(f'{name}: label {label} is outside [0, '
-                            f'{num_classes}) (num_classes of the head)')
-    return problems
+    return [problem] if problem else []
 
 
 def dataset_format(dataset_cfg) -> str:
     """'video' or 'rawframes': the layout a dataset config reads."""
     dataset_type = dataset_cfg.get('type')
     dataset_class = DATASETS.get(dataset_type)
+    if dataset_class is None:
+        DATASETS.build(dataset_cfg)  # mmengine's KeyError names the type
     # Subclasses too, e.g. the plugin's CheckedRawframeDataset.
     if dataset_class is not None and issubclass(dataset_class,
                                                 RawframeDataset):
         return 'rawframes'
     if dataset_class is not None and issubclass(dataset_class, VideoDataset):
         return 'video'
-    raise SystemExit(f'check_dataset.py checks VideoDataset and '
-                     f'RawframeDataset configs; this one uses {dataset_type}')
+    raise ConfigError(f'check_dataset.py checks VideoDataset and '
+                      f'RawframeDataset configs; this one uses {dataset_type}')
 
 
 def check_split(cfg, split: str, workers: int) -> List[str]:
@@ -122,30 +121,47 @@ def check_split(cfg, split: str, workers: int) -> List[str]:
         return []
     dataset_cfg = loader.dataset.copy()
     fmt = dataset_format(dataset_cfg)
+    missing = dataset_path_problems(cfg, split)
+    if missing:
+        return [str(problem) for problem in missing]
     ann_file = dataset_cfg.get('ann_file')
-    if not osp.isfile(ann_file):
-        return [f'{ann_file}: annotation file not found ({split} split)']
+    data_root = dataset_cfg.get('data_root')
+    if ann_file and data_root and not osp.isabs(ann_file):
+        ann_file = osp.join(data_root, ann_file)
+    layout = annotation_layout(
+        DATASETS.get(dataset_cfg.type), dataset_cfg.get('multi_class', False),
+        dataset_cfg.get('with_offset', False),
+        dataset_cfg.get('delimiter', ' '))
+    if ann_file and osp.isfile(ann_file):
+        problems = annotation_problems(
+            ann_file, layout, dataset_cfg.get('allow_unlabeled', False))
+        if problems:
+            return problems
     dataset_cfg.pipeline = []
+    if not dataset_cfg.get('multi_class', False):
+        # Labels are compared with the head below, all of them; a dataset
+        # given num_classes would stop at the first out of range.
+        dataset_cfg.pop('num_classes', None)
     try:
         dataset = DATASETS.build(dataset_cfg)
-    except Exception as error:
-        return [f'{ann_file}: cannot parse it as a {dataset_cfg.type} '
-                f'annotation file ({type(error).__name__}: {error})']
-    num_classes = cfg.model.cls_head.num_classes
-    tasks = [(dataset.get_data_info(i), fmt, num_classes,
-              getattr(dataset, 'start_index', 1),
+    except AnnotationError as error:
+        return [str(error)]
+    entries = raw_data_list(dataset)
+    ann_file = dataset.ann_file
+    problems = label_problems(entries, cfg.model.cls_head.num_classes,
+                              ann_file)
+    tasks = [(entry, fmt, getattr(dataset, 'start_index', 1),
               getattr(dataset, 'filename_tmpl', '{:05}.jpg'))
-             for i in range(len(dataset))]
-    if not tasks:
-        return [f'{ann_file}: the annotation file lists no clips']
+             for entry in entries]
     print(f'{split}: checking {len(tasks)} clips listed in {ann_file}')
     if workers > 1:
         results = track_parallel_progress(check_item, tasks, workers)
     else:
         results = [check_item(task) for task in track_iter_progress(tasks)]
-    return [problem for problems in results for problem in problems]
+    return problems + [problem for found in results for problem in found]
 
 
+@tool_main
 def main(argv=None) -> int:
     """Check the data; return the exit status (0: all good, 1: problems)."""
     args = parse_args(argv)

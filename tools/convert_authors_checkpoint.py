@@ -1,7 +1,7 @@
 """Convert a checkpoint of the authors' MotionSqueeze code for MMAction2.
 
 Usage: python tools/convert_authors_checkpoint.py SRC DST --config CONFIG
-       [--cfg-options KEY=VALUE ...]
+       [--cfg-options KEY=VALUE ...] [--debug]
 
 SRC is a ``*.pth.tar`` that the authors' training scripts
 (arunos728/MotionSqueeze) wrote; DST is written as mmengine saves
@@ -20,6 +20,7 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
+from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.convert import convert_authors_checkpoint
 
 
@@ -33,9 +34,11 @@ def parse_args(argv=None):
                         help='MMAction2 config whose model will load DST')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of CONFIG, key=value pairs')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
     config = args.config

@@ -2,7 +2,7 @@
 
 Usage: python tools/demo.py CONFIG CHECKPOINT VIDEO [--label-map FILE]
        [--out-filename OUT.mp4|OUT.gif] [--target-resolution W H]
-       [--fps F] [--device cpu]
+       [--fps F] [--device cpu] [--debug]
 
 Runs MMAction2's ``init_recognizer`` and ``inference_recognizer`` with the
 config's test pipeline; with ``--out-filename``, MMAction2's
@@ -20,6 +20,8 @@ from mmaction.visualization import ActionVisualizer
 from mmengine.structures import LabelData
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+from msnet_plugin.checks import check_checkpoint_file
+from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.datasets import write_video
 from msnet_plugin.visualization import save_gif
 from msnet_plugin.visualization.inference import (
@@ -45,6 +47,7 @@ def parse_args(argv=None):
     parser.add_argument('--fps', type=float, default=8,
                         help='frame rate of the output video')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if not osp.isfile(args.video):
         parser.error(f'video not found: {args.video}')
@@ -78,8 +81,10 @@ def draw_predictions(frames, scores, indices, names, target_resolution):
         target_resolution=target_resolution)
 
 
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
+    check_checkpoint_file(args.checkpoint, config=args.config)
     model = load_recognizer(args.config, args.checkpoint, args.device)
     result = inference_recognizer(model, args.video,
                                   video_pipeline(model.cfg))

@@ -5,7 +5,7 @@ Usage:
         [--num-segments T] [--shape H W] [--output FILE]
         [--exporter torchscript|dynamo] [--opset N] [--plain-correlation]
         [--benchmark [--batch-size N] [--repeats R]]
-        [--cfg-options k=v ...]
+        [--cfg-options k=v ...] [--debug]
 
 The exported graph is the whole recognizer: the data preprocessor's
 normalisation, the backbone with MotionSqueeze, the neck, the head and its
@@ -27,6 +27,8 @@ import torch
 from mmengine.config import DictAction
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
+from msnet_plugin.checks import check_checkpoint_file
+from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.deploy import (build_frames_to_scores,
                                  compare_inference_speed, export_onnx,
                                  nonstandard_onnx_ops, onnxruntime_scores,
@@ -82,6 +84,7 @@ def parse_args(argv=None):
                         help='timed calls per way in --benchmark')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -147,8 +150,10 @@ def print_speeds(results, frames):
           f'{results["compiled"]["first_call_s"]:.1f} s')
 
 
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
+    check_checkpoint_file(args.checkpoint, config=args.config)
     try:
         module = build_frames_to_scores(args.config, args.checkpoint,
                                         args.num_segments, args.cfg_options)

@@ -2,8 +2,16 @@
 
 Usage: python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
        [--seed N] [--deterministic] [--cfg-options k=v ...] [--launcher L]
+       [--debug]
+
+Before anything is built, the config is checked (segment counts, the files
+and folders it names, the work directory, the checkpoint it loads or
+resumes); a mistake ends in one line naming it (msnet_plugin/cli.py).
+Ctrl-C, or a disk that fills during a save, keeps the last complete
+checkpoint and says how to resume (exit status 130 and 2).
 """
 import argparse
+import errno
 import os
 import os.path as osp
 
@@ -11,8 +19,15 @@ import msnet_plugin  # noqa: F401  (registers the plugin's classes)
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmaction.registry import RUNNERS
-from msnet_plugin.checks import check_segment_counts, require_checkpoint_match
+from msnet_plugin.checks import (ConfigError, check_checkpoint_file,
+                                 check_config_paths, check_segment_counts,
+                                 check_writable_folder,
+                                 require_checkpoint_match)
+from msnet_plugin.cli import (EXIT_INTERRUPTED, ToolStopped,
+                              add_debug_argument, describe_os_error,
+                              tool_main)
 from msnet_plugin.compat import prepare_launcher
 
 
@@ -43,6 +58,7 @@ def parse_args(argv=None):
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -62,8 +78,8 @@ def merge_args(cfg, args):
         wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper_type not in ('OptimWrapper', 'AmpOptimWrapper',
                                 'CPUAmpOptimWrapper'):
-            raise SystemExit(f'--amp does not support optim_wrapper type '
-                             f'{wrapper_type}')
+            raise ConfigError(f'--amp does not support optim_wrapper type '
+                              f'{wrapper_type}; use OptimWrapper')
         if torch.cuda.is_available():
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -87,16 +103,73 @@ def merge_args(cfg, args):
     return cfg
 
 
+def check_config(cfg, args) -> None:
+    """Check what the run needs before anything is built: segment counts,
+    the data and weights the config names, the work directory, and the
+    checkpoint it loads or resumes from."""
+    check_segment_counts(cfg.model)
+    resume = bool(cfg.get('resume', False))
+    load_from = cfg.get('load_from', None)
+    if resume and load_from:  # --resume PATH
+        check_checkpoint_file(load_from, resume=True, config=args.config,
+                              key='checkpoint to resume from')
+    splits = ['train'] + (['val'] if cfg.get('val_cfg') else [])
+    check_config_paths(cfg, splits, weights=True)
+    check_writable_folder(cfg.work_dir)
+    if load_from and not resume:
+        check_checkpoint_file(load_from, config=args.config,
+                              key='load_from checkpoint')
+    elif resume and not load_from:
+        latest = find_latest_checkpoint(cfg.work_dir)
+        if latest:
+            check_checkpoint_file(
+                latest, resume=True, config=args.config,
+                key=f'checkpoint to resume from (named by {cfg.work_dir}/'
+                'last_checkpoint)')
+    if resume:
+        require_checkpoint_match(cfg)
+
+
+def resume_advice(cfg, args, runner) -> str:
+    """Where the run stopped, the checkpoint it keeps and the command that
+    resumes it."""
+    latest = find_latest_checkpoint(cfg.work_dir)
+    command = f'python tools/train.py {args.config}'
+    if args.work_dir:
+        command += f' --work-dir {args.work_dir}'
+    others = ' with your other options' if any(
+        (args.cfg_options, args.amp, args.seed is not None,
+         args.launcher != 'none', args.no_validate)) else ''
+    loop = getattr(runner, '_train_loop', None)
+    where = (f'in epoch {runner.epoch + 1} (after {runner.iter} iterations)'
+             if loop is not None and not isinstance(loop, dict) else
+             'before training')
+    if latest and osp.isfile(latest):
+        return (f'{where}. The last complete checkpoint, {latest}, is '
+                f'intact; resume with: {command} --resume{others}')
+    return (f'{where}, before any checkpoint was saved; start again with: '
+            f'{command}{others}')
+
+
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
-    check_segment_counts(cfg.model)
-    if cfg.get('resume', False):
-        require_checkpoint_match(cfg)
+    check_config(cfg, args)
     prepare_launcher(args.launcher)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    runner.train()
+    try:
+        runner.train()
+    except KeyboardInterrupt:
+        raise ToolStopped('training interrupted (Ctrl-C) ' +
+                          resume_advice(cfg, args, runner),
+                          EXIT_INTERRUPTED) from None
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ToolStopped(f'{describe_os_error(error)}. Training stopped '
+                          + resume_advice(cfg, args, runner)) from error
 
 
 if __name__ == '__main__':

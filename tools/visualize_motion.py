@@ -2,7 +2,7 @@
 
 Usage: python tools/visualize_motion.py CONFIG CHECKPOINT VIDEO --out DIR
        [--module NAME] [--full-saturation CELLS] [--scale N] [--fps F]
-       [--label-map FILE] [--device cpu] [--compare-flow]
+       [--label-map FILE] [--device cpu] [--compare-flow] [--debug]
 
 The video goes through the config's test pipeline and the recognizer, as in
 tools/demo.py; the features that reach the MotionSqueeze module are read
@@ -23,6 +23,8 @@ import numpy as np
 from mmaction.apis import inference_recognizer
 from mmengine.dataset import Compose
 
+from msnet_plugin.checks import check_checkpoint_file
+from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.visualization import (MotionRecorder, compare_with_flow,
                                         flow_comparison_grid,
                                         motion_gif_frames, motion_grid,
@@ -54,6 +56,7 @@ def parse_args(argv=None):
     parser.add_argument('--compare-flow', action='store_true',
                         help="also draw OpenCV's Farneback optical flow on "
                         'the MS feature grid and print how well it agrees')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.checkpoint.lower() == 'none':
         args.checkpoint = None
@@ -71,6 +74,7 @@ def enlarge(frames: np.ndarray, scale: int) -> np.ndarray:
     return frames.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
     if args.checkpoint is None:
@@ -78,6 +82,8 @@ def main(argv=None):
               'An untrained MS still matches the features of shifted '
               'frames, but only a trained one shows what the network '
               'learned.')
+    else:
+        check_checkpoint_file(args.checkpoint, config=args.config)
     model = load_recognizer(args.config, args.checkpoint, args.device)
     data = video_pipeline(model.cfg)(
         dict(filename=args.video, label=-1, start_index=0, modality='RGB'))

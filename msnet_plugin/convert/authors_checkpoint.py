@@ -47,6 +47,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.utils import import_modules_from_strings
 
+from ..checks import CheckpointFileError, load_checkpoint_file
 from ..fileio import replaced_atomically
 from ..hooks.checkpoint_match_hook import (compare_checkpoint_keys,
                                            describe_differences)
@@ -72,9 +73,10 @@ AUTHORS_MS_STAGE = 1
 UNUSED_BN = 'base_model.bn2.'
 
 
-class AuthorsCheckpointError(ValueError):
+class AuthorsCheckpointError(CheckpointFileError):
     """The file is not a checkpoint of the authors' TSN in a layout this
-    converter knows."""
+    converter knows (a :class:`~msnet_plugin.checks.CheckpointFileError`, so
+    the tools report it in one line)."""
 
 
 class ConfigMismatchError(AuthorsCheckpointError):
@@ -397,22 +399,15 @@ def convert_authors_checkpoint(src: str, dst: str, config) -> Conversion:
         AuthorsCheckpointError: ``src`` is not an authors' checkpoint;
             ConfigMismatchError (a subclass) if it does not fit the config.
     """
-    if not osp.isfile(src):
-        raise FileNotFoundError(f'checkpoint not found: {src}')
     if isinstance(config, str) and not osp.isfile(config):
         raise FileNotFoundError(f'config not found: {config}')
     if osp.abspath(src) == osp.abspath(dst):
         raise AuthorsCheckpointError(
             f'DST is SRC ({src}): write the converted checkpoint to another '
             'file')
-    try:
-        # Tensors, ints, floats and strings only: nothing in the file runs.
-        checkpoint = torch.load(src, map_location='cpu', weights_only=True)
-    except Exception as error:
-        raise AuthorsCheckpointError(
-            f'{src}: cannot be read as a plain PyTorch checkpoint '
-            f'({type(error).__name__}: {str(error).splitlines()[0]})'
-        ) from error
+    # Tensors, ints, floats and strings only: nothing in the file runs; an
+    # empty, truncated or foreign file is a CheckpointFileError naming it.
+    checkpoint = load_checkpoint_file(src, "the authors' checkpoint")
     try:
         conversion = convert_state_dict(checkpoint,
                                          build_model_of_config(config))

@@ -2,8 +2,10 @@
 MMAction2's video and rawframe datasets with clear errors for bad samples."""
 from mmaction.registry import DATASETS
 
-from .bad_sample_guard import (AnnotationError, BadSampleError,
-                               BadSampleGuardMixin)
+from .bad_sample_guard import (AnnotationError, AnnotationLayout,
+                               BadSampleError, BadSampleGuardMixin,
+                               annotation_layout, annotation_problems,
+                               label_problems, raw_data_list, sample_name)
 from .checked_rawframe_dataset import CheckedRawframeDataset
 from .checked_video_dataset import CheckedVideoDataset
 
@@ -20,7 +22,9 @@ from .synthetic_motion import (MOTION_CLASSES, MOTION_UNIT_STEPS,
 DATASETS.register_module(module=SyntheticMotionDataset)
 
 __all__ = [
-    'AnnotationError', 'BadSampleError', 'BadSampleGuardMixin',
+    'AnnotationError', 'AnnotationLayout', 'BadSampleError',
+    'BadSampleGuardMixin', 'annotation_layout', 'annotation_problems',
+    'label_problems', 'raw_data_list', 'sample_name',
     'CheckedRawframeDataset', 'CheckedVideoDataset',
     'MOTION_CLASSES', 'MOTION_UNIT_STEPS', 'SyntheticMotionDataset',
     'generate_dataset_clip', 'generate_motion_clip',

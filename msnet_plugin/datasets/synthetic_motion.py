@@ -31,12 +31,15 @@ import fcntl
 import json
 import os
 import os.path as osp
+import tempfile
+from functools import lru_cache
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from mmaction.datasets import VideoDataset
 
+from ..checks import ConfigError
 from ..fileio import replaced_atomically, write_bytes_atomically
 from .bad_sample_guard import BadSampleGuardMixin
 
@@ -72,6 +75,9 @@ RAWFRAME_ANN_FILE = 'rawframe_annotations.txt'
 # RawframeDataset's default start_index: the first frame is file number 1.
 RAWFRAME_START_INDEX = 1
 LOCK_FILE = '.synthetic_motion.lock'
+# Smallest frame: the last stage of the ResNet backbones has stride 32, so
+# smaller frames give it less than one cell of image.
+MIN_SIZE = 32
 
 
 def motion_classes(num_classes: int = 4) -> Tuple[str, ...]:
@@ -117,8 +123,71 @@ def _check_speed(speed: int, size: int) -> None:
     translation, so ``0 < speed < size / 2`` is required.
     """
     if not 0 < speed < size / 2:
-        raise ValueError(
-            f'speed must be in (0, size / 2) = (0, {size / 2}), got {speed}')
+        raise ConfigError(
+            f'speed={speed} is outside 1..{(size - 1) // 2} pixels per frame '
+            f'for size={size}: a texture that wraps around every {size} px '
+            f'moved by s px looks moved by s - {size} px, so the speed must '
+            'be positive and below size / 2 for right and left to differ')
+
+
+@lru_cache(maxsize=None)
+def decoded_frame_shape(size: int) -> Optional[tuple]:
+    """The shape decord gives the frames of a ``size`` x ``size`` video that
+    :func:`write_video` writes (found by writing and reading one), or None
+    if it cannot read it. decord 0.6.0 returns padded rows, e.g. (16, 16, 6)
+    or (48, 48, 4), for some sizes (2..24 and 48, 72 of the even sizes up
+    to 1024)."""
+    import decord
+    frames = np.zeros((2, size, size, 3), np.uint8)
+    with tempfile.TemporaryDirectory() as folder:
+        path = osp.join(folder, 'probe.mp4')
+        write_video(path, frames)
+        try:
+            return tuple(decord.VideoReader(path, num_threads=1)[0].shape)
+        except Exception:  # decord raises its own DECORDError
+            return None
+
+
+def check_generation_parameters(data_format: str, num_videos: int,
+                                num_frames: int, size: int, speed: int,
+                                num_classes: int) -> None:
+    """Raise :class:`~msnet_plugin.checks.ConfigError` naming every
+    parameter of a generated dataset that the decoder or the model cannot
+    handle, with its limits: ``num_classes`` 4 or 8, at least one clip and
+    one frame, ``size`` at least ``MIN_SIZE`` (even for videos, and one
+    that decord decodes: :func:`decoded_frame_shape`), ``0 < speed <
+    size / 2`` (:func:`_check_speed`)."""
+    problems = []
+    if num_classes not in SUPPORTED_NUM_CLASSES:
+        problems.append(f'num_classes={num_classes} is not one of '
+                        f'{SUPPORTED_NUM_CLASSES} (the motion directions)')
+    if num_videos < 1 or num_frames < 1:
+        problems.append(f'num_videos={num_videos} and num_frames='
+                        f'{num_frames} must both be at least 1')
+    if size < MIN_SIZE:
+        problems.append(
+            f'size={size} is below {MIN_SIZE} px: the backbone\'s last stage '
+            f'has stride {MIN_SIZE}, so smaller frames give it less than one '
+            'cell of image')
+    elif data_format == 'video' and size % 2:
+        problems.append(f'size={size} is odd: the mp4 encoder crops odd '
+                        'sizes; use an even size')
+    elif data_format == 'video' and decoded_frame_shape(size) != (size, size,
+                                                                  3):
+        near = [near for near in (size + 2, size - 2, size + 4, size - 4)
+                if near >= MIN_SIZE and decoded_frame_shape(near) == (
+                    near, near, 3)]
+        problems.append(
+            f'size={size}: decord cannot decode mp4 videos of {size}x{size} '
+            f'px (it returns frames of shape {decoded_frame_shape(size)}); '
+            f'use another even size, e.g. {near[0] if near else 64}')
+    if not problems:
+        try:
+            _check_speed(speed, size)
+        except ConfigError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigError('; '.join(problems))
 
 
 def random_texture(rng: np.random.Generator, size: int,
@@ -320,10 +389,8 @@ def _dataset_params(data_format: str, num_videos: int, seed: int,
                     num_frames: int, size: int, speed: int,
                     num_classes: int, **extra) -> dict:
     """Validated, JSON-serialisable parameters of one generated dataset."""
-    motion_classes(num_classes)
-    if num_videos < 1 or num_frames < 1:
-        raise ValueError('num_videos and num_frames must be positive')
-    _check_speed(speed, size)
+    check_generation_parameters(data_format, num_videos, num_frames, size,
+                                speed, num_classes)
     return dict(
         format=data_format,
         generator_version=GENERATOR_VERSION,
@@ -358,7 +425,8 @@ def generate_video_dataset(root: str,
         seed (int): Non-negative seed; the frames are a function of the seed
             and the other arguments only.
         num_frames (int): Frames per clip.
-        size (int): Even frame height and width in pixels.
+        size (int): Frame height and width in pixels: even, at least
+            ``MIN_SIZE`` and decodable (:func:`check_generation_parameters`).
         speed (int): Displacement per frame in pixels, ``< size / 2``.
         num_classes (int): 4 or 8 directions, see ``MOTION_CLASSES``.
 
@@ -401,7 +469,7 @@ def generate_rawframe_dataset(root: str,
         num_videos (int): Number of clips; labels are balanced.
         seed (int): Non-negative seed.
         num_frames (int): Frames per clip.
-        size (int): Frame height and width in pixels.
+        size (int): Frame height and width in pixels, at least ``MIN_SIZE``.
         speed (int): Displacement per frame in pixels, ``< size / 2``.
         num_classes (int): 4 or 8 directions, see ``MOTION_CLASSES``.
         filename_tmpl (str): File name template of one frame.
@@ -446,7 +514,10 @@ class SyntheticMotionDataset(BadSampleGuardMixin, VideoDataset):
         seed (int): Seed of the clips.
         num_frames (int): Frames per clip.
         size (int): Frame height and width in pixels.
-        speed (int): Displacement per frame in pixels.
+        speed (int): Displacement per frame in pixels. Sizes and speeds
+            that the decoder or the model cannot handle raise
+            :class:`~msnet_plugin.checks.ConfigError` naming the limits
+            (:func:`check_generation_parameters`).
         num_classes (int): 4 or 8 directions; label i is
             ``MOTION_CLASSES[i]``, also stored as ``metainfo['classes']``.
         **kwargs: Other ``VideoDataset`` arguments (``test_mode``...), except
@@ -466,8 +537,12 @@ class SyntheticMotionDataset(BadSampleGuardMixin, VideoDataset):
                  speed: int = 8,
                  num_classes: int = 4,
                  **kwargs) -> None:
-        generate_video_dataset(data_root, num_videos, seed, num_frames, size,
-                               speed, num_classes)
+        try:
+            generate_video_dataset(data_root, num_videos, seed, num_frames,
+                                   size, speed, num_classes)
+        except ConfigError as error:
+            raise ConfigError(f'{type(self).__name__}(data_root='
+                              f'{data_root!r}): {error}') from None
         kwargs.setdefault('metainfo',
                           dict(classes=motion_classes(num_classes)))
         super().__init__(

@@ -1,6 +1,6 @@
-"""Checks of the training data that belong to the whole run: labels against
-the model's class count before training, and skipped bad samples after each
-epoch."""
+"""Checks of the data that belong to the whole run: labels against the
+model's class count before training, unlabeled clips against the metrics
+before validation and testing, and skipped bad samples after each epoch."""
 import logging
 from typing import Iterator
 
@@ -8,7 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmaction.registry import HOOKS
 
-from ..datasets.bad_sample_guard import BadSampleGuardMixin
+from ..datasets.bad_sample_guard import AnnotationError, BadSampleGuardMixin
 
 
 def guarded_datasets(dataset) -> Iterator[BadSampleGuardMixin]:
@@ -30,7 +30,11 @@ class DatasetCheckHook(Hook):
     :class:`~msnet_plugin.datasets.AnnotationError` naming the line). After
     each training epoch: logs how many bad samples ``skip_bad_samples=True``
     datasets skipped (a warning if any) and puts the count in the message
-    hub as ``skipped_bad_samples``.
+    hub as ``skipped_bad_samples``. Before validation and testing: a
+    dataset with ``allow_unlabeled=True`` that holds clips without a label
+    may only be run without metrics (e.g. ``test_evaluator=[]`` with
+    ``tools/test.py --dump``), since a metric would count them as wrong
+    answers (raises :class:`~msnet_plugin.datasets.AnnotationError`).
 
     Works on datasets that mix in
     :class:`~msnet_plugin.datasets.BadSampleGuardMixin` (``CheckedVideoDataset``,
@@ -49,6 +53,31 @@ class DatasetCheckHook(Hook):
         for loader in loaders:
             for dataset in guarded_datasets(loader.dataset):
                 dataset.check_labels(None, num_classes)
+
+    def before_val(self, runner) -> None:
+        self._refuse_scoring_unlabeled(runner.val_loop, 'val')
+
+    def before_test(self, runner) -> None:
+        self._refuse_scoring_unlabeled(runner.test_loop, 'test')
+
+    @staticmethod
+    def _refuse_scoring_unlabeled(loop, split: str) -> None:
+        metrics = [
+            type(metric).__name__
+            for metric in getattr(loop.evaluator, 'metrics', [])
+            if type(metric).__name__ != 'DumpResults'
+        ]
+        if not metrics:
+            return
+        for dataset in guarded_datasets(loop.dataloader.dataset):
+            lines = dataset.unlabeled_lines()
+            if lines:
+                raise AnnotationError(
+                    f'{len(lines)} clips of {dataset.ann_file} have no label '
+                    f'(first: line {lines[0]}), and {", ".join(metrics)} '
+                    'would count them as wrong answers; label them, or run '
+                    f'without metrics: --cfg-options {split}_evaluator=[] '
+                    '(tools/test.py --dump still saves the predictions)')
 
     def after_train_epoch(self, runner) -> None:
         datasets = [
