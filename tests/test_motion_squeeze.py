@@ -117,7 +117,7 @@ def test_motion_squeeze_shapes_and_repeated_last_pair():
     assert out.shape == x.shape
     disp, conf = ms.estimate_motion(x)
     assert disp.shape == (8, 2, 10, 12) and conf.shape == (8, 1, 10, 12)
-    assert disp.abs().max() <= 1
+    assert disp.abs().max() <= 1 + 1e-6  # float rounding of an average
     clip_disp = disp.view(2, 4, 2, 10, 12)
     torch.testing.assert_close(clip_disp[:, 3], clip_disp[:, 2])
     assert not torch.allclose(clip_disp[:, 1], clip_disp[:, 2])

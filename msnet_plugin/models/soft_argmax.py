@@ -26,14 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .fast_correlation import CHUNK_ELEMENTS
 from .tracing import is_exporting_or_compiling, static_sizes
-
-#: Values per temporary: the forward and backward of GaussianSoftArgmax
-#: work on as many clips as fit in this many values (at least one clip).
-CHUNK_ELEMENTS = 1 << 22
 
 
 def _chunks(batch: int, per_clip: int, chunk_elements: int):
+    """Slices of clips whose (P*P, H, W) temporaries fit ``chunk_elements``
+    values (the correlation kernel's budget by default: chunks that stay in
+    cache measured fastest here too)."""
     step = max(1, chunk_elements // max(per_clip, 1))
     for start in range(0, batch, step):
         yield slice(start, min(start + step, batch))
@@ -75,10 +75,18 @@ def _gaussian(best_index: torch.Tensor, patch_size: int, sigma: float,
 
 def _expectation(prob: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """(b, P, P, H, W) probabilities over the window -> (b, 2, H, W)
-    expected offsets, channel 0 = dx, channel 1 = dy."""
-    dx = (prob.sum(dim=1) * offsets).sum(dim=1, keepdim=True)
-    dy = (prob.sum(dim=2) * offsets).sum(dim=1, keepdim=True)
-    return torch.cat([dx, dy], dim=1)
+    expected offsets, channel 0 = dx, channel 1 = dy.
+
+    One 1x1 convolution with fixed weights (the offsets of each window
+    entry): a single pass over the probabilities, one node in a graph.
+    """
+    patch_size, _, height, width = static_sizes(prob)
+    weight = torch.stack([
+        offsets.view(1, patch_size).expand(patch_size, patch_size),
+        offsets.view(patch_size, 1).expand(patch_size, patch_size)
+    ]).reshape(2, patch_size * patch_size, 1, 1)
+    return F.conv2d(prob.reshape(-1, patch_size * patch_size, height, width),
+                    weight)
 
 
 def _probabilities(correlation: torch.Tensor, best_index: torch.Tensor,
