@@ -2,15 +2,17 @@
 
 mmengine's :class:`~mmengine.analysis.FlopAnalyzer` traces a model and counts
 convolutions and matrix products (one multiply-add = one FLOP, the
-convention of MMAction2's model zoo). A custom autograd Function appears in
-the trace as one ``prim::PythonOp.<Name>`` node it knows nothing about, so
-the correlation would count as zero. :func:`correlation_flop_handle` counts
-it as ``C * (2d+1)^2 * H * W`` multiply-adds per frame pair (the window's
-products, zero padding included), for the plugin's fast and Triton kernels
-and for mmcv's ``Correlation``. The lean soft-argmax is element-wise work
-and, like ReLU, softmax and BN, is not counted. With
-``correlation_impl='reference'`` the correlation traces as element-wise ops
-and is not counted either.
+convention of MMAction2's model zoo). While traced, MotionSqueeze computes
+its correlation as one batched matrix product of strips that also covers
+pairs outside the window (:mod:`msnet_plugin.models.fast_correlation`), so
+the counter would see about 3 times the correlation's work; with
+``correlation_impl='reference'`` it would see none (element-wise ops).
+:func:`model_complexity` counts the correlation as what it is,
+``C * (2d+1)^2 * H * W`` multiply-adds per frame pair (the window's
+products, zero padding included), whatever the kernel: it replaces the
+matrix products traced inside each MotionSqueeze module by that figure. The
+soft-argmax is element-wise work and, like ReLU, softmax and BN, is not
+counted.
 
 Use::
 
@@ -18,38 +20,28 @@ Use::
     info = model_complexity(model, (1, 8, 3, 224, 224))
     info['flops'], info['params'], info['correlation_flops']
 """
-from typing import Dict, List, Sequence
+import functools
+from typing import Dict, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
-from mmengine.analysis.jit_handles import get_shape
 
-#: Trace names of the correlation Functions the handle counts.
-CORRELATION_OPS = ('prim::PythonOp.FastLocalCorrelation',
-                   'prim::PythonOp.TritonLocalCorrelation',
-                   'prim::PythonOp.CorrelationFunction')
-#: Element-wise Functions, not counted (mmengine skips element-wise ops).
-IGNORED_OPS = ('prim::PythonOp.GaussianSoftArgmax', )
+from .models.motion_squeeze import MotionSqueeze
+
+#: Names of the traced matrix products inside a MotionSqueeze module: its
+#: correlation (its convolutions are counted as such).
+CORRELATION_PRODUCT_OPS = ('bmm', )
 
 
-def correlation_flop_handle(inputs: List, outputs: List) -> int:
-    """Multiply-adds of one traced correlation node.
-
-    Args:
-        inputs (list[torch._C.Value]): the node's inputs; the first is f1,
-            (B, C, H, W).
-        outputs (list[torch._C.Value]): the output, (B, (2d+1)^2, H, W) or
-            mmcv's (B, 2d+1, 2d+1, H, W).
-
-    Returns:
-        int: ``C`` times the number of output values.
-    """
-    channels = get_shape(inputs[0])[1]
-    count = 1
-    for size in get_shape(outputs[0]):
-        count *= size
-    return count * channels
+def correlation_macs(module: MotionSqueeze, input_shape: Sequence[int]) -> int:
+    """Multiply-adds of ``module``'s correlation for an input of
+    ``input_shape`` (N*T, C, H, W): pairs x reduced channels x window x
+    positions."""
+    frames, _, height, width = (int(size) for size in input_shape)
+    pairs = frames // module.num_segments * (module.num_segments - 1)
+    return (pairs * module.reduced_channels * module.patch_size**2 * height *
+            width)
 
 
 class _ExtractFeat(nn.Module):
@@ -69,12 +61,10 @@ class _ExtractFeat(nn.Module):
 
 
 def flop_analyzer(model: nn.Module, inputs: torch.Tensor) -> FlopAnalyzer:
-    """mmengine's FlopAnalyzer for ``model`` on ``inputs``, with the
-    correlation handle installed and unsupported-op warnings off."""
+    """mmengine's FlopAnalyzer for ``model`` on ``inputs`` (a recognizer's
+    ``extract_feat``, see :class:`_ExtractFeat`), unsupported-op warnings
+    off. Module names in its results start with ``model.``."""
     analyzer = FlopAnalyzer(_ExtractFeat(model), (inputs, ))
-    analyzer.set_op_handle(**{name: correlation_flop_handle
-                              for name in CORRELATION_OPS})
-    analyzer.set_op_handle(**{name: None for name in IGNORED_OPS})
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return analyzer
@@ -103,21 +93,38 @@ def model_complexity(model: nn.Module,
                          f'{tuple(input_shape)}')
     was_training = model.training
     model.eval()
+    ms_inputs = {}  # name -> input shape of each MotionSqueeze module
+
+    def record(name, module, args):
+        ms_inputs.setdefault(name, tuple(args[0].shape))
+
+    hooks = [
+        module.register_forward_pre_hook(functools.partial(record, name))
+        for name, module in model.named_modules()
+        if isinstance(module, MotionSqueeze)
+    ]
     try:
         device = next(model.parameters()).device
         inputs = torch.randn(tuple(input_shape), device=device)
         with torch.no_grad():
             analyzer = flop_analyzer(model, inputs)
             by_operator = analyzer.by_operator()
+            by_module = analyzer.by_module_and_operator()
     finally:
         model.train(was_training)
-    # by_operator() names ops without their ``prim::`` prefix.
-    correlation_names = {name.split('::', 1)[1] for name in CORRELATION_OPS}
-    correlation = sum(count for name, count in by_operator.items()
-                      if name in correlation_names)
+        for hook in hooks:
+            hook.remove()
+    modules = dict(model.named_modules())
+    correlation = sum(
+        correlation_macs(modules[name], shape)
+        for name, shape in ms_inputs.items())
+    # The analyzer names modules below its wrapper's ``model``.
+    traced = sum(
+        by_module.get('.'.join(filter(None, ('model', name))), {}).get(op, 0)
+        for name in ms_inputs for op in CORRELATION_PRODUCT_OPS)
     return dict(
         params=parameter_count(model)[''],
-        flops=sum(by_operator.values()),
+        flops=sum(by_operator.values()) - traced + correlation,
         correlation_flops=correlation)
 
 

@@ -1,18 +1,23 @@
-"""The correlation kernels and the lean soft-argmax against plain references."""
+"""The correlation kernels and the lean soft-argmax against plain references,
+and the one place that chooses a kernel."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from msnet_plugin.models import (MotionSqueeze, kernel_soft_argmax,
                                  local_correlation,
-                                 local_correlation_reference,
-                                 set_default_correlation_impl)
+                                 local_correlation_reference)
 from msnet_plugin.models import correlation as correlation_module
+from msnet_plugin.models import fast_correlation
 from msnet_plugin.models.fast_correlation import (FastLocalCorrelation,
+                                                  StripLayout,
+                                                  strip_correlation,
+                                                  strip_indices,
                                                   strip_rows_for)
 
-needs_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available(), reason='needs a CUDA device')
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                   reason='needs a CUDA device')
+CUDA_KERNELS = ('fast', 'mmcv', 'triton')
 
 
 def plain_soft_argmax(corr, patch, sigma, temperature):
@@ -32,31 +37,94 @@ def plain_soft_argmax(corr, patch, sigma, temperature):
     return torch.cat([dx, dy], dim=1)
 
 
-@pytest.mark.parametrize('shape,d', [((2, 3, 8, 6), 2), ((1, 5, 7, 9), 3),
-                                     ((3, 4, 13, 5), 1), ((1, 2, 6, 6), 0),
-                                     ((2, 16, 12, 10), 4)])
-def test_fast_matches_reference_float32(shape, d):
-    """Values and both gradients within 1e-5, including heights whose strip
-    is not 4 rows (7 and 13 rows: strips of 7 and 1) and d = 0."""
+def values_and_grads(kernel, f1, f2, grad_out):
+    f1 = f1.detach().clone().requires_grad_()
+    f2 = f2.detach().clone().requires_grad_()
+    out = kernel(f1, f2)
+    return (out, ) + torch.autograd.grad(out, (f1, f2), grad_out)
+
+
+def feature_maps(shape, device='cpu'):
+    """Two random maps L2-normalised over channels, as MotionSqueeze feeds
+    them to the correlation (so float32 sums of 225 terms stay near 1)."""
+    return tuple(
+        F.normalize(torch.randn(shape, device=device), dim=1)
+        for _ in range(2))
+
+
+def values_per_clip(shape, d):
+    return StripLayout.of(shape[2], shape[3], d).values_per_clip(shape[1])
+
+
+# Heights whose strips are not 4 rows (7 and 13: strips of 7 and 1), d = 0,
+# maps smaller than the window, one clip and several.
+SHAPES = [((2, 3, 8, 6), 2), ((1, 5, 7, 9), 3), ((3, 4, 13, 5), 1),
+          ((1, 2, 6, 6), 0), ((2, 16, 12, 10), 4), ((5, 8, 4, 4), 7),
+          ((3, 4, 28, 28), 7)]
+
+
+@pytest.mark.parametrize('shape,d', SHAPES)
+@pytest.mark.parametrize('budget', ['one_value', 'two_clips', 'default'])
+def test_fast_kernel_matches_reference_float32(shape, d, budget):
+    """Values and both gradients of the eager kernel within 1e-5, with
+    chunks of one clip (a budget smaller than one clip), of two clips (the
+    last chunk shorter when B is odd) and the default budget."""
+    chunk_elements = dict(one_value=1,
+                          two_clips=2 * values_per_clip(shape, d),
+                          default=fast_correlation.CHUNK_ELEMENTS)[budget]
     torch.manual_seed(sum(shape) + d)
-    f1 = torch.randn(shape, requires_grad=True)
-    f2 = torch.randn(shape, requires_grad=True)
+    f1, f2 = feature_maps(shape)
     grad_out = torch.randn(shape[0], (2 * d + 1)**2, *shape[2:])
-    outputs = []
-    for impl in ('fast', 'reference'):
-        out = local_correlation(f1, f2, d, impl=impl)
-        outputs.append((out, ) + torch.autograd.grad(out, (f1, f2), grad_out))
-    for fast, reference in zip(*outputs):
-        torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+    fast = values_and_grads(
+        lambda a, b: local_correlation(a, b, d, chunk_elements=chunk_elements),
+        f1, f2, grad_out)
+    reference = values_and_grads(
+        lambda a, b: local_correlation_reference(a, b, d), f1, f2, grad_out)
+    for got, expected in zip(fast, reference):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_fast_gradcheck_float64():
+@pytest.mark.parametrize('shape,d', SHAPES)
+def test_plain_strip_formulation_matches_reference_float32(shape, d):
+    """What exporters and compilers get: strip_correlation with autograd."""
+    torch.manual_seed(sum(shape) + d)
+    f1, f2 = feature_maps(shape)
+    grad_out = torch.randn(shape[0], (2 * d + 1)**2, *shape[2:])
+    plain = values_and_grads(lambda a, b: strip_correlation(a, b, d), f1, f2,
+                             grad_out)
+    reference = values_and_grads(
+        lambda a, b: local_correlation_reference(a, b, d), f1, f2, grad_out)
+    for got, expected in zip(plain, reference):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_and_plain_gradcheck_float64():
     torch.manual_seed(0)
-    f1 = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
-    f2 = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    f1 = torch.randn(3, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    f2 = torch.randn(3, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    one_clip = values_per_clip(f1.shape, 2)
     assert torch.autograd.gradcheck(
-        lambda a, b: FastLocalCorrelation.apply(a, b, 2), (f1, f2),
+        lambda a, b: FastLocalCorrelation.apply(a, b, 2, one_clip), (f1, f2),
         fast_mode=True)
+    assert torch.autograd.gradcheck(lambda a, b: strip_correlation(a, b, 2),
+                                    (f1, f2), fast_mode=True)
+
+
+def test_gathers_read_what_the_strided_views_read():
+    """The exporters' fixed gathers and the eager kernel's strided views
+    come from one geometry: they pick the same values."""
+    layout = StripLayout.of(12, 10, 3)
+    window_rows, band = strip_indices(layout)
+    product = torch.randn(layout.strips, layout.rows * 10, layout.window)
+    sizes, strides = fast_correlation._band_geometry(layout)
+    torch.testing.assert_close(product.view(-1)[band],
+                               product.as_strided(sizes, strides).reshape(-1))
+    assert window_rows.tolist() == [
+        strip * layout.rows + row for strip in range(layout.strips)
+        for row in range(layout.window_rows)
+    ]
+    # Every product entry a position needs, and each once.
+    assert band.unique().numel() == band.numel() == 49 * 12 * 10
 
 
 def test_fast_one_input_needs_grad_and_inplace_relu():
@@ -80,10 +148,11 @@ def test_selection_on_cpu(monkeypatch):
     f = torch.zeros(1, 2, 3, 3)
     resolve = correlation_module.resolve_correlation_impl
     assert resolve('auto', f) == 'fast'
-    assert resolve(None, f) == 'fast'
     assert resolve('reference', f) == 'reference'
     with pytest.raises(ValueError, match="unknown correlation impl 'cuda'"):
         resolve('cuda', f)
+    with pytest.raises(ValueError, match='unknown correlation impl None'):
+        local_correlation(f, f, 1, impl=None)
     triton_message = ('only on CUDA tensors'
                       if correlation_module.triton_available() else
                       'needs the triton package')
@@ -94,44 +163,56 @@ def test_selection_on_cpu(monkeypatch):
                     'needs full mmcv')
     with pytest.raises(RuntimeError, match=mmcv_message):
         local_correlation(f, f, 1, impl='mmcv')
-    # Exporters and compilers see the plain formulation under 'auto'.
+    # Exporters and compilers get the plain strip formulation for every
+    # kernel but the reference, which is plain already.
     monkeypatch.setattr(torch.onnx, 'is_in_onnx_export', lambda: True)
-    assert resolve('auto', f) == 'reference'
+    for impl in ('auto', 'fast', 'mmcv', 'triton'):
+        assert resolve(impl, f) == 'fast'
+    assert resolve('reference', f) == 'reference'
 
 
-def test_process_default_and_module_override(monkeypatch):
-    calls = []
-    kernels = dict(correlation_module._KERNELS)
-    for name in ('fast', 'reference'):
-        monkeypatch.setitem(
-            correlation_module._KERNELS, name,
-            lambda a, b, d, name=name: calls.append(name) or kernels[name]
-            (a, b, d))
-    x = torch.randn(2, 4, 6, 6)
-    ms = MotionSqueeze(4, num_segments=2, reduced_channels=4, patch_size=3)
-    ms.estimate_motion(x)
-    try:
-        set_default_correlation_impl('reference')
-        ms.estimate_motion(x)
-        MotionSqueeze(4, num_segments=2, reduced_channels=4, patch_size=3,
-                      correlation_impl='fast').estimate_motion(x)
-    finally:
-        set_default_correlation_impl('auto')
-    assert calls == ['fast', 'reference', 'fast']
+def test_bad_arguments_name_the_problem():
+    f = torch.zeros(1, 2, 3, 3)
+    with pytest.raises(ValueError, match='same shape'):
+        local_correlation(f, torch.zeros(1, 2, 3, 4), 1)
+    with pytest.raises(ValueError, match='one device with one dtype'):
+        local_correlation(f, f.double(), 1)
+    with pytest.raises(ValueError, match="max_displacement must be an int "
+                       ">= 0, got -1"):
+        local_correlation(f, f, -1)
+    with pytest.raises(ValueError, match='max_displacement.*got 1.5'):
+        local_correlation(f, f, 1.5)
     with pytest.raises(ValueError, match='correlation_impl must be one of'):
         MotionSqueeze(4, correlation_impl='cuda')
-    with pytest.raises(ValueError, match='unknown correlation impl'):
-        set_default_correlation_impl('gpu')
+    with pytest.raises(ValueError, match='correlation_impl must be one of'):
+        MotionSqueeze(4, correlation_impl=None)
+
+
+def correlation_node(module, x):
+    """The autograd node that produced the module's correlation."""
+    node = module._pair_correlation(x).grad_fn  # the in-place ReLU
+    return type(node.next_functions[0][0]).__name__
+
+
+@pytest.mark.parametrize('impl,node', [('auto', 'FastLocalCorrelation'),
+                                       ('fast', 'FastLocalCorrelation'),
+                                       ('reference', 'StackBackward0')])
+def test_motion_squeeze_runs_the_kernel_it_was_given(impl, node):
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    ms = MotionSqueeze(4, num_segments=2, reduced_channels=4, patch_size=3,
+                       correlation_impl=impl)
+    assert correlation_node(ms, x).startswith(node)
 
 
 def test_auto_on_cuda_skips_a_kernel_that_disagrees(monkeypatch):
     """The CUDA choice, with the device faked: a kernel that differs from
-    'fast' is skipped with a warning, one that raises too."""
+    the plain formulation is skipped with a warning, one that raises too."""
     monkeypatch.setattr(correlation_module, 'mmcv_correlation_available',
                         lambda: True)
     monkeypatch.setattr(correlation_module, 'triton_available', lambda: True)
     errors = {'mmcv': 0.5, 'triton': 0.0}
-    monkeypatch.setattr(correlation_module, 'kernel_error_vs_fast',
+    monkeypatch.setattr(correlation_module, 'kernel_error_vs_plain',
                         lambda name, device: errors[name])
     with pytest.warns(UserWarning, match="'mmcv' kernel differs"):
         choice = correlation_module._first_working_cuda_kernel('cuda')
@@ -140,9 +221,18 @@ def test_auto_on_cuda_skips_a_kernel_that_disagrees(monkeypatch):
     def broken(name, device):
         raise RuntimeError('no kernel image')
 
-    monkeypatch.setattr(correlation_module, 'kernel_error_vs_fast', broken)
+    monkeypatch.setattr(correlation_module, 'kernel_error_vs_plain', broken)
     with pytest.warns(UserWarning, match="'triton' kernel failed"):
         assert correlation_module._first_working_cuda_kernel('cuda') == 'fast'
+
+
+@pytest.mark.parametrize('impl', ['fast', 'reference'])
+def test_kernel_check_against_plain_formulation_runs_on_cpu(impl):
+    """The check 'auto' applies to a compiled kernel on CUDA, run here on the
+    CPU kernels: they agree with the plain formulation."""
+    error = correlation_module.kernel_error_vs_plain(impl,
+                                                     torch.device('cpu'))
+    assert 0 <= error < 1e-5
 
 
 def test_soft_argmax_values_and_gradients_match_plain():
@@ -176,34 +266,72 @@ def test_soft_argmax_float32_matches_plain():
     torch.testing.assert_close(lean_grad, plain_grad, rtol=0, atol=1e-4)
 
 
-def test_soft_argmax_chunks_agree(monkeypatch):
-    from msnet_plugin.models import soft_argmax
+def test_soft_argmax_chunks_agree():
     torch.manual_seed(2)
     corr = torch.rand(5, 25, 4, 4, requires_grad=True)
     whole = kernel_soft_argmax(corr, 5, 5.0, 100.0)[0]
     (whole_grad, ) = torch.autograd.grad(whole.sum(), corr)
-    monkeypatch.setattr(soft_argmax, 'CHUNK_ELEMENTS', 2 * 25 * 16)
-    chunked = kernel_soft_argmax(corr, 5, 5.0, 100.0)[0]
-    (chunked_grad, ) = torch.autograd.grad(chunked.sum(), corr)
-    torch.testing.assert_close(chunked, whole)
-    torch.testing.assert_close(chunked_grad, whole_grad)
+    for budget in (1, 2 * 25 * 16):  # one clip, two clips per chunk
+        chunked = kernel_soft_argmax(corr, 5, 5.0, 100.0,
+                                     chunk_elements=budget)[0]
+        (chunked_grad, ) = torch.autograd.grad(chunked.sum(), corr)
+        torch.testing.assert_close(chunked, whole)
+        torch.testing.assert_close(chunked_grad, whole_grad)
 
 
-@needs_cuda
-@pytest.mark.parametrize('impl', ['fast', 'mmcv', 'triton'])
-def test_cuda_kernels_match_reference(impl):
+def test_soft_argmax_rejects_a_correlation_of_the_wrong_size():
+    with pytest.raises(ValueError, match='kernel_soft_argmax.*24 channels, '
+                       r'expected patch_size\^2 = 5\^2'):
+        kernel_soft_argmax(torch.zeros(1, 24, 2, 2), 5, 1.0, 1.0)
+
+
+def cuda_kernel_or_skip(impl):
     if impl == 'mmcv' and not correlation_module.mmcv_correlation_available():
         pytest.skip('full mmcv not installed')
     if impl == 'triton' and not correlation_module.triton_available():
         pytest.skip('triton not installed')
+
+
+@pytest.mark.cuda
+@requires_cuda
+@pytest.mark.parametrize('impl', CUDA_KERNELS)
+@pytest.mark.parametrize('shape', [(3, 64, 14, 12), (2, 32, 28, 28)])
+def test_cuda_kernels_match_reference(impl, shape):
+    cuda_kernel_or_skip(impl)
     torch.manual_seed(0)
-    shape, d = (3, 64, 14, 12), 7
-    f1 = torch.randn(shape, device='cuda', requires_grad=True)
-    f2 = torch.randn(shape, device='cuda', requires_grad=True)
-    grad_out = torch.randn(3, 225, 14, 12, device='cuda')
-    results = []
-    for name in (impl, 'reference'):
-        out = local_correlation(f1, f2, d, impl=name)
-        results.append((out, ) + torch.autograd.grad(out, (f1, f2), grad_out))
-    for got, expected in zip(*results):
-        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    d = 7
+    f1, f2 = feature_maps(shape, 'cuda')
+    grad_out = torch.randn(shape[0], 225, *shape[2:], device='cuda')
+    got = values_and_grads(lambda a, b: local_correlation(a, b, d, impl=impl),
+                           f1, f2, grad_out)
+    expected = values_and_grads(
+        lambda a, b: local_correlation_reference(a, b, d), f1, f2, grad_out)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+@requires_cuda
+@pytest.mark.parametrize('impl', CUDA_KERNELS)
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_kernels_under_autocast(impl, dtype):
+    """In a half-precision autocast region the kernels take the maps in the
+    precision they come in (here half, as a conv would give them) and agree
+    with the float32 reference to that precision."""
+    cuda_kernel_or_skip(impl)
+    torch.manual_seed(0)
+    shape, d = (2, 64, 14, 14), 7
+    f1, f2 = feature_maps(shape, 'cuda')
+    grad_out = torch.randn(2, 225, 14, 14, device='cuda')
+    with torch.autocast('cuda', dtype=dtype):
+        got = values_and_grads(
+            lambda a, b: local_correlation(a, b, d, impl=impl), f1.to(dtype),
+            f2.to(dtype), grad_out.to(dtype))
+    expected = values_and_grads(
+        lambda a, b: local_correlation_reference(a, b, d), f1, f2, grad_out)
+    tolerance = 2e-2 if dtype == torch.float16 else 1e-1
+    for a, b in zip(got, expected):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a.float(), b, rtol=tolerance,
+                                   atol=tolerance)
+

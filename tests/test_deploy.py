@@ -1,12 +1,13 @@
 """Deployment: tools/export.py (ONNX, TorchScript), onnxruntime parity, the
-segment-count check, the plain-correlation switch and torch.compile.
+segment-count check, and MotionSqueeze as a compact graph for both ONNX
+exporters, torch.jit.trace, torch.export and torch.compile.
 
 The model is the demo config's MSNet-R18 at 32x32 px with random weights,
 saved as a checkpoint in tmp, so the tools load real weights from a file.
-The ONNX parity test exports it as configured (15x15 window). To keep the
-suite short, the TorchScript and switch tests use a 3x3 window
-(``ms_cfg.patch_size=3``, the same code and weights, 9 instead of 225
-unrolled displacements), and torch.compile runs on the MS module alone.
+The ONNX parity test exports it as configured (15x15 window); the
+TorchScript test uses a 3x3 window (``ms_cfg.patch_size=3``, same code and
+weights) to stay short. The graph tests take MotionSqueeze(128) alone on
+(8, 128, 8, 8) features, the issue's case, and compare with eager.
 """
 import importlib.util
 from pathlib import Path
@@ -17,18 +18,20 @@ import torch
 from mmaction.structures import ActionDataSample
 from mmengine.runner import save_checkpoint
 
-from msnet_plugin.deploy import (build_frames_to_scores, nonstandard_onnx_ops,
-                                 onnxruntime_scores, plain_correlation)
-from msnet_plugin.deploy import plain_path
+from msnet_plugin.deploy import (build_frames_to_scores, export_onnx,
+                                 nonstandard_onnx_ops, onnxruntime_scores)
 from msnet_plugin.deploy.frames_to_scores import example_frames
-from msnet_plugin.models import MotionSqueeze, local_correlation
-from msnet_plugin.models import motion_squeeze as motion_squeeze_module
+from msnet_plugin.deploy.onnx_export import onnx_node_count
+from msnet_plugin.models import MotionSqueeze
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
 SEGMENTS = 8  # the demo config's
 SIZE = (32, 32)
 SMALL_WINDOW = {'model.backbone.ms_cfg.patch_size': 3}
+#: The issue's bound on the ONNX graph of MotionSqueeze(128) (2,335 nodes
+#: when the correlation was unrolled into one product per displacement).
+MAX_MS_ONNX_NODES = 150
 
 
 def load_export_tool():
@@ -143,60 +146,108 @@ def test_export_refuses_a_segment_count_other_than_the_configs(
         build_frames_to_scores(DEMO_CONFIG, num_segments=4)
 
 
-class _NumpyCorrelation(torch.autograd.Function):
-    """A correlation no exporter can trace: it leaves torch for numpy, so a
-    trace records its output as a constant (stands in for a compiled
-    kernel)."""
-
-    @staticmethod
-    def forward(ctx, f1, f2, max_displacement):
-        result = local_correlation(f1, f2, max_displacement)
-        return torch.from_numpy(result.detach().numpy().copy())
-
-
-def untraceable_correlation(f1, f2, max_displacement, impl=None):
-    return _NumpyCorrelation.apply(f1, f2, max_displacement)
-
-
-def test_plain_correlation_switch_exports_a_default_that_cannot_be_traced(
-        demo_model_and_checkpoint, small_window_model, export_tool, tmp_path,
-        monkeypatch):
-    _, checkpoint = demo_model_and_checkpoint
-    model = small_window_model
-    monkeypatch.setattr(motion_squeeze_module, 'local_correlation',
-                        untraceable_correlation)
-    with plain_correlation():
-        assert (motion_squeeze_module.local_correlation is
-                plain_path.PLAIN_LOCAL_CORRELATION)
-    assert motion_squeeze_module.local_correlation is untraceable_correlation
-
-    # Without the switch the trace freezes the correlation of the example
-    # and the tool's check on other inputs fails.
-    with pytest.raises(SystemExit, match='(?s)(fails on a batch|differs from '
-                       'PyTorch).*--plain-correlation'):
-        export_tool.main(export_args(checkpoint, tmp_path / 'frozen.onnx',
-                                     small_window=True))
-    output = tmp_path / 'plain.onnx'
-    export_tool.main(
-        export_args(checkpoint, output, '--plain-correlation',
-                    small_window=True))
-    frames = example_frames(SEGMENTS, SIZE, batch_size=2, seed=13)
-    with torch.no_grad():
-        expected = model(frames)
-    torch.testing.assert_close(onnxruntime_scores(str(output), frames),
-                               expected, rtol=0, atol=1e-4)
-
-
-def test_torch_compile_gives_the_same_motion_squeeze_output():
-    """CPU inductor on the MS module alone, with a 3x3 window: compiling the
-    full 15x15 window (225 unrolled displacements) or the whole recognizer
-    takes minutes on 2 cores; tools/export.py --benchmark compiles those."""
+@pytest.fixture(scope='module')
+def motion_squeeze_128():
+    """MotionSqueeze(128), eval mode, the (16, 128, 8, 8) input it is traced
+    with (2 clips: torch.export fixes an axis of size 1) and a (24, 128, 8,
+    8) input it was not, with the eager outputs."""
     torch.manual_seed(0)
-    module = MotionSqueeze(16, num_segments=4, patch_size=3).eval()
-    features = torch.randn(8, 16, 8, 8)
+    module = MotionSqueeze(128, num_segments=8).eval()
+    traced_input = torch.randn(16, 128, 8, 8)
+    other_input = torch.randn(24, 128, 8, 8)
     with torch.no_grad():
-        expected = module(features)
-        displacement, confidence = module.estimate_motion(features)
-        compiled = torch.compile(module, dynamic=False)(features)
-    assert displacement.abs().max() > 0  # the motion path is not all zero
-    torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
+        displacement, _ = module.estimate_motion(other_input)
+        expected = module(other_input)
+    assert displacement.abs().max() > 0.05  # the motion path is not all zero
+    return module, traced_input, other_input, expected
+
+
+def check_onnx_motion_squeeze(motion_squeeze_128, path, export):
+    module, traced_input, other_input, expected = motion_squeeze_128
+    export(module, traced_input, str(path))
+    assert nonstandard_onnx_ops(str(path)) == []
+    nodes = onnx_node_count(str(path))
+    assert nodes <= MAX_MS_ONNX_NODES, nodes
+    graph = onnx.load(str(path)).graph
+    # One matrix product for the whole correlation, whatever the batch.
+    assert [node.op_type for node in graph.node].count('MatMul') == 1
+    torch.testing.assert_close(onnxruntime_scores(str(path), other_input),
+                               expected, rtol=1e-5, atol=1e-5)
+
+
+def test_motion_squeeze_onnx_graph_is_compact_torchscript_exporter(
+        motion_squeeze_128, tmp_path):
+    """As tools/export.py exports (export_onnx, the default exporter)."""
+    check_onnx_motion_squeeze(motion_squeeze_128, tmp_path / 'ms.onnx',
+                              export_onnx)
+
+
+@pytest.mark.slow
+def test_motion_squeeze_onnx_graph_is_compact_dynamo_exporter(
+        motion_squeeze_128, tmp_path):
+    """torch.onnx.export's default exporter; the frames axis is a multiple
+    of num_segments (MotionSqueeze checks it)."""
+    clips = torch.export.Dim('clips')
+
+    def export(module, frames, path):
+        torch.onnx.export(module, (frames, ), path, dynamo=True,
+                          input_names=['frames'], output_names=['scores'],
+                          dynamic_shapes=({0: 8 * clips}, ), verbose=False)
+
+    check_onnx_motion_squeeze(motion_squeeze_128, tmp_path / 'ms.onnx',
+                              export)
+
+
+def test_motion_squeeze_jit_trace_is_compact_and_matches_eager(
+        motion_squeeze_128):
+    module, traced_input, other_input, expected = motion_squeeze_128
+    with torch.no_grad():
+        traced = torch.jit.trace(module, (traced_input, ), check_trace=False)
+        kinds = [node.kind() for node in traced.inlined_graph.nodes()]
+        assert kinds.count('aten::bmm') == 1
+        assert not any(kind.startswith('prim::PythonOp') for kind in kinds)
+        torch.testing.assert_close(traced(other_input), expected, rtol=1e-5,
+                                   atol=1e-5)
+
+
+@pytest.mark.slow
+def test_motion_squeeze_torch_export_with_a_dynamic_batch(motion_squeeze_128):
+    module, traced_input, other_input, expected = motion_squeeze_128
+    clips = torch.export.Dim('clips')
+    with torch.no_grad():
+        program = torch.export.export(
+            module, (traced_input, ),
+            dynamic_shapes=({0: 8 * clips}, ))
+        targets = [str(node.target) for node in program.graph.nodes]
+        assert targets.count('aten.bmm.default') == 1
+        torch.testing.assert_close(program.module()(other_input), expected,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torch_compile_gives_eager_outputs_and_gradients(motion_squeeze_128):
+    """CPU inductor on MotionSqueeze(128): inference, and a training step's
+    output and gradients (the compiled backward of the plain formulation)."""
+    module, traced_input, other_input, expected = motion_squeeze_128
+    with torch.no_grad():
+        compiled = torch.compile(module, dynamic=False)
+        torch.testing.assert_close(compiled(other_input), expected,
+                                   rtol=1e-5, atol=1e-5)
+    torch.manual_seed(1)
+    trained = MotionSqueeze(128, num_segments=8)
+    grad_out = torch.randn(24, 128, 8, 8)
+    results = []
+    for run in (trained, torch.compile(trained, dynamic=False)):
+        x = other_input.clone().requires_grad_()
+        out = run(x)
+        results.append([out] + list(
+            torch.autograd.grad(out, [x] + list(trained.parameters()),
+                                grad_out)))
+    compiled_out, eager_out = results[1][0], results[0][0]
+    torch.testing.assert_close(compiled_out, eager_out, rtol=1e-5, atol=1e-5)
+    # Gradients sum thousands of terms in another order: within 1e-5 of the
+    # largest gradient (BatchNorm weights' gradients cancel to ~1e-4 of it).
+    scale = max(grad.abs().max() for grad in results[0][1:])
+    for got, eager in zip(results[1][1:], results[0][1:]):
+        torch.testing.assert_close(got, eager, rtol=1e-5,
+                                   atol=1e-5 * float(scale))

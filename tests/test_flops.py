@@ -13,11 +13,19 @@ def test_correlation_counted_as_channels_times_window_times_pixels():
     # 2 clips x 3 pairs, 8 channels, 5x5 window, 10x12 positions.
     assert info['correlation_flops'] == 2 * 3 * 8 * 25 * 10 * 12
     assert info['params'] == sum(p.numel() for p in ms.parameters())
-    # mmengine's counter alone sees the Function as an unknown op: the
-    # handle adds exactly the correlation, nothing else changes.
+    # mmengine's counter alone counts the traced strip product (pairs
+    # outside the window included) as the correlation: model_complexity
+    # replaces exactly that, nothing else changes.
     plain = FlopAnalyzer(ms.eval(), (torch.randn(8, 16, 10, 12), ))
     plain.unsupported_ops_warnings(False)
-    assert info['flops'] - plain.total() == info['correlation_flops']
+    strip_product = plain.by_operator()['bmm']
+    assert strip_product > info['correlation_flops']
+    assert (info['flops'] - (plain.total() - strip_product) ==
+            info['correlation_flops'])
+    # The count does not depend on the kernel.
+    reference = MotionSqueeze(16, num_segments=4, reduced_channels=8,
+                              patch_size=5, correlation_impl='reference')
+    assert model_complexity(reference, (8, 16, 10, 12)) == info
     # The count runs in eval mode and leaves the module's mode as it was.
     ms.train()
     model_complexity(ms, (8, 16, 10, 12))

@@ -3,7 +3,7 @@
 Usage:
     python tools/export.py CONFIG CHECKPOINT [--format onnx|torchscript]
         [--num-segments T] [--shape H W] [--output FILE]
-        [--exporter torchscript|dynamo] [--opset N] [--plain-correlation]
+        [--exporter torchscript|dynamo] [--opset N]
         [--benchmark [--batch-size N] [--repeats R]]
         [--cfg-options k=v ...] [--debug]
 
@@ -16,9 +16,12 @@ TorchScript module) and compared with PyTorch; the tool fails if any score
 differs by more than --atol. ``--benchmark`` then times eager PyTorch,
 ``torch.compile`` (CPU inductor; needs a C++ compiler) and onnxruntime on
 the same input in this process.
+
+MotionSqueeze's correlation and soft-argmax export as plain ops whatever its
+``correlation_impl`` (exporters get the plain formulation), so no switch is
+needed for them.
 """
 import argparse
-import contextlib
 import os
 import os.path as osp
 import warnings
@@ -31,11 +34,9 @@ from msnet_plugin.checks import check_checkpoint_file
 from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.deploy import (build_frames_to_scores,
                                  compare_inference_speed, export_onnx,
-                                 nonstandard_onnx_ops, onnxruntime_scores,
-                                 plain_correlation)
+                                 nonstandard_onnx_ops, onnxruntime_scores)
 from msnet_plugin.deploy.frames_to_scores import example_frames
 from msnet_plugin.deploy.onnx_export import EXPORTERS
-from msnet_plugin.models.correlation import plain_kernels
 
 #: Batch size of the example input the export traces. Not 1: torch.export
 #: takes a dimension of size 1 for a constant.
@@ -43,8 +44,6 @@ EXPORT_BATCH_SIZE = 2
 #: Batch sizes the export is checked on, both other than the traced one, so
 #: the check also shows that the batch axis is dynamic.
 CHECK_BATCH_SIZES = (1, 3)
-PLAIN_HINT = ('if the model has a correlation path that the exporter cannot '
-              'trace, export with --plain-correlation')
 
 
 def parse_args(argv=None):
@@ -69,10 +68,6 @@ def parse_args(argv=None):
         help="ONNX exporter: torch.onnx.export's TorchScript-based one "
         '(dynamo=False, fast) or the dynamo one (dynamo=True)')
     parser.add_argument('--opset', type=int, help='ONNX opset version')
-    parser.add_argument(
-        '--plain-correlation', action='store_true',
-        help="export MotionSqueeze's plain-PyTorch correlation loop instead "
-        "of the default path (for a default that does not export)")
     parser.add_argument('--atol', type=float, default=1e-4,
                         help='largest score difference the check accepts')
     parser.add_argument(
@@ -98,9 +93,9 @@ def default_output(args, num_segments):
 
 def export_torchscript(module, frames, path):
     """Trace ``module`` at ``frames`` and save it; returns the loaded copy."""
-    # plain_kernels: torch.jit.trace cannot record MotionSqueeze's autograd
-    # Functions (fast correlation, Gaussian soft-argmax).
-    with torch.no_grad(), plain_kernels(), warnings.catch_warnings():
+    # While tracing, MotionSqueeze runs plain ops (torch.jit.trace cannot
+    # record its eager autograd Functions).
+    with torch.no_grad(), warnings.catch_warnings():
         # Shape checks read in Python become constants in the trace; they
         # hold for every batch size.
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
@@ -123,7 +118,7 @@ def check_export(module, run_export, num_segments, shape, atol):
             except Exception as error:  # onnxruntime's or TorchScript's
                 raise SystemExit(
                     f'the export fails on a batch of {batch_size} '
-                    f'({type(error).__name__}: {error}); {PLAIN_HINT}')
+                    f'({type(error).__name__}: {error})')
         if exported.shape != expected.shape:
             raise SystemExit(
                 f'the export returned scores of shape {tuple(exported.shape)}'
@@ -135,7 +130,7 @@ def check_export(module, run_export, num_segments, shape, atol):
         worst = max(worst, difference)
     if worst > atol:
         raise SystemExit(f'the export differs from PyTorch by {worst:.2e} > '
-                         f'--atol {atol}; {PLAIN_HINT}')
+                         f'--atol {atol}')
     return worst
 
 
@@ -164,23 +159,20 @@ def main(argv=None):
     os.makedirs(osp.dirname(osp.abspath(output)), exist_ok=True)
     frames = example_frames(num_segments, args.shape, EXPORT_BATCH_SIZE)
 
-    with (plain_correlation()
-          if args.plain_correlation else contextlib.nullcontext()):
-        if args.format == 'onnx':
-            export_onnx(module, frames, output, args.exporter, args.opset)
-            foreign = nonstandard_onnx_ops(output)
-            if foreign:
-                raise SystemExit(f'{output} uses non-standard ONNX '
-                                 f'operators: {", ".join(foreign)}')
-            print(f'exported {output} ({args.exporter} exporter): standard '
-                  'ONNX operators only, dynamic batch axis')
-            check_export(module, lambda x: onnxruntime_scores(output, x),
-                         num_segments, args.shape, args.atol)
-        else:
-            loaded = export_torchscript(module, frames, output)
-            print(f'exported {output} (TorchScript, traced)')
-            check_export(module, loaded, num_segments, args.shape,
-                         args.atol)
+    if args.format == 'onnx':
+        export_onnx(module, frames, output, args.exporter, args.opset)
+        foreign = nonstandard_onnx_ops(output)
+        if foreign:
+            raise SystemExit(f'{output} uses non-standard ONNX '
+                             f'operators: {", ".join(foreign)}')
+        print(f'exported {output} ({args.exporter} exporter): standard '
+              'ONNX operators only, dynamic batch axis')
+        check_export(module, lambda x: onnxruntime_scores(output, x),
+                     num_segments, args.shape, args.atol)
+    else:
+        loaded = export_torchscript(module, frames, output)
+        print(f'exported {output} (TorchScript, traced)')
+        check_export(module, loaded, num_segments, args.shape, args.atol)
 
     if args.benchmark:
         frames = example_frames(num_segments, args.shape, args.batch_size)

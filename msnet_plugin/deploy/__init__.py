@@ -7,7 +7,6 @@ that tests and other scripts can call the same code:
   frames -> (N, num_classes) scores, which is what gets exported;
 - :func:`build_frames_to_scores`: that module from a config and a checkpoint;
 - :func:`export_onnx`, :func:`nonstandard_onnx_ops`, :func:`onnxruntime_scores`;
-- :func:`plain_correlation`: export through the plain-PyTorch correlation;
 - :func:`compare_inference_speed`: eager vs torch.compile vs onnxruntime.
 
 onnx, onnxruntime and onnxscript (the ``deploy`` extra) are imported only by
@@ -16,11 +15,10 @@ the functions that need them.
 from .frames_to_scores import (FramesToScores, build_frames_to_scores,
                                model_num_segments)
 from .onnx_export import export_onnx, nonstandard_onnx_ops, onnxruntime_scores
-from .plain_path import plain_correlation
 from .speed import compare_inference_speed
 
 __all__ = [
     'FramesToScores', 'build_frames_to_scores', 'model_num_segments',
     'export_onnx', 'nonstandard_onnx_ops', 'onnxruntime_scores',
-    'plain_correlation', 'compare_inference_speed'
+    'compare_inference_speed'
 ]

@@ -4,16 +4,17 @@ Two exporters of torch 2.13 are offered:
 
 - ``'torchscript'`` (default; ``torch.onnx.export(..., dynamo=False)``):
   traces the module once; the batch axis is made dynamic with
-  ``dynamic_axes``. It unrolls MotionSqueeze's 225-displacement loop in a few
-  seconds. It cannot export a custom ``autograd.Function`` without a
-  ``symbolic``; :func:`~msnet_plugin.deploy.plain_correlation` is the way
-  round that.
+  ``dynamic_axes``. The file is then simplified by onnxscript's optimizer
+  (constants folded and moved into initializers), as the dynamo exporter
+  does with its own output.
 - ``'dynamo'`` (torch 2.13's default; ``dynamo=True``): ``torch.export``
-  then onnxscript's translation. The batch axis is a symbolic ``Dim``. It
-  traces through ``autograd.Function``\\ s whose forward is plain PyTorch,
-  but it runs every op with symbolic shapes and decomposes it, which for
-  MSNet-R18 at 32 px took 170 s on a shared 2-core machine against 9 s for
-  ``'torchscript'``.
+  then onnxscript's translation. The batch axis is a symbolic ``Dim``.
+
+Exporters see MotionSqueeze's correlation and soft-argmax as plain ops
+whatever its ``correlation_impl`` (see
+:func:`msnet_plugin.models.correlation.is_exporting_or_compiling`): one
+batched matrix product between two fixed gathers, not one product per
+displacement.
 
 Both give only ONNX's standard (``ai.onnx``) operators for MSNet (checked by
 :func:`nonstandard_onnx_ops`) and the same scores as PyTorch within 1e-7.
@@ -74,6 +75,7 @@ def export_onnx(module: nn.Module,
                 dynamic_axes={'frames': {0: 'batch'},
                               'scores': {0: 'batch'}},
                 **names)
+            _optimize_onnx_file(path)
         else:
             batch = torch.export.Dim('batch')
             torch.onnx.export(
@@ -81,6 +83,21 @@ def export_onnx(module: nn.Module,
                 dynamic_shapes={'frames': {0: batch}}, verbose=False,
                 **names)
     return path
+
+
+def _optimize_onnx_file(path: str) -> None:
+    """Fold constants and drop dead nodes in ``path``, in place (onnxscript's
+    optimizer, which the dynamo exporter runs on its own output)."""
+    import onnx
+    import onnxscript.optimizer
+    model = onnx.load(path)
+    onnx.save(onnxscript.optimizer.optimize(model), path)
+
+
+def onnx_node_count(path: str) -> int:
+    """Nodes of the main graph of the ONNX file at ``path``."""
+    import onnx
+    return len(onnx.load(path, load_external_data=False).graph.node)
 
 
 def nonstandard_onnx_ops(path: str) -> List[str]:

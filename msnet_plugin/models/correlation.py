@@ -1,42 +1,47 @@
-"""Local correlation between two feature maps, with interchangeable kernels.
+"""Local correlation between two feature maps, and the choice of its kernel.
 
 MotionSqueeze compares every position of frame t with a window of positions of
 frame t+1. The authors computed this with a compiled CUDA extension; here the
-default is pure PyTorch, so it runs on any device and is differentiable:
+default is pure PyTorch, so it runs on any device and is differentiable.
+The kernel is chosen in one place, ``local_correlation(impl=...)``, which
+MotionSqueeze calls with its ``correlation_impl`` argument (so a config sets
+it: ``ms_cfg=dict(correlation_impl='reference')``):
 
-- ``'reference'``: the plain formulation, one multiply-and-sum per
-  displacement (:func:`local_correlation_reference`). Slow and memory-hungry
-  in training, but obviously right; the other kernels are tested against it,
-  and it is what exporters and compilers see under ``'auto'``.
-- ``'fast'``: strip GEMMs in a custom autograd Function that saves only its
-  inputs (:mod:`.fast_correlation`); any device.
-- ``'mmcv'``: mmcv's ``Correlation`` CUDA op (full mmcv only, CUDA tensors).
+- ``'fast'``: the strip-GEMM formulation (:mod:`.fast_correlation`), any
+  device. Eagerly it runs as :class:`FastLocalCorrelation`, an autograd
+  Function that works on chunks of clips and saves only its inputs; under
+  an exporter or compiler (:func:`.tracing.is_exporting_or_compiling`) the
+  same
+  formulation runs as plain ops (:func:`strip_correlation`), a handful of
+  nodes in any graph.
+- ``'reference'``: the plain loop, one product per displacement
+  (:func:`local_correlation_reference`). Slow and memory-hungry, but
+  obviously right: the tests compare every kernel with it.
+- ``'mmcv'``: mmcv's ``Correlation`` CUDA op (full mmcv, CUDA tensors).
 - ``'triton'``: a Triton kernel (:mod:`.triton_correlation`; CUDA tensors,
   ``triton`` installed).
-- ``'auto'`` (the default): on CUDA the first of mmcv, Triton, fast that is
-  installed and passes a one-time check against ``'fast'`` on a small input
-  (a kernel that fails it is skipped with a warning); on other devices
-  ``'fast'``; ``'reference'`` during ONNX export, ``torch.compile`` and
-  :func:`plain_kernels` (TorchScript export), where a custom autograd Function is not wanted.
+- ``'auto'`` (the default): on CUDA the first of mmcv, Triton that is
+  installed and agrees with the plain formulation on a small input on that
+  device (checked once per device; a kernel that fails is skipped with a
+  warning), else ``'fast'``; on other devices ``'fast'``.
 
-Choose per call (``impl=``), per module (``MotionSqueeze(correlation_impl=)``,
-i.e. ``ms_cfg=dict(correlation_impl='reference')`` in a config), or for the
-whole process with :func:`set_default_correlation_impl`.
+Exporters and compilers cannot see into a compiled kernel or an autograd
+Function, so while one runs every choice but ``'reference'`` gives the
+plain strip formulation (same numbers).
 """
-import contextlib
 import importlib.util
 import warnings
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .fast_correlation import FastLocalCorrelation
+from .fast_correlation import (CHUNK_ELEMENTS, FastLocalCorrelation,
+                               strip_correlation)
+from .tracing import is_exporting_or_compiling
 
-IMPLEMENTATIONS = ('auto', 'reference', 'fast', 'mmcv', 'triton')
+IMPLEMENTATIONS = ('auto', 'fast', 'reference', 'mmcv', 'triton')
 
-_default_impl = 'auto'
-_force_plain_kernels = False
 #: (device type, index) -> the kernel 'auto' settled on for that device.
 _auto_choice: Dict[Tuple[str, Optional[int]], str] = {}
 
@@ -44,16 +49,17 @@ _auto_choice: Dict[Tuple[str, Optional[int]], str] = {}
 def local_correlation(f1: torch.Tensor,
                       f2: torch.Tensor,
                       max_displacement: int,
-                      impl: Optional[str] = None) -> torch.Tensor:
+                      impl: str = 'auto',
+                      chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
     """Dot products of ``f1`` with ``f2`` over a square window of displacements.
 
     Args:
         f1 (Tensor): (B, C, H, W) features of frame t.
         f2 (Tensor): (B, C, H, W) features of frame t+1.
         max_displacement (int): d; displacements -d..d on each axis.
-        impl (str, optional): one of :data:`IMPLEMENTATIONS`; ``None`` uses
-            the process default (``'auto'`` unless changed with
-            :func:`set_default_correlation_impl`).
+        impl (str): one of :data:`IMPLEMENTATIONS` (module doc).
+        chunk_elements (int): memory budget of the eager ``'fast'`` kernel,
+            values per chunk of clips (a chunk has at least one clip).
 
     Returns:
         Tensor: (B, (2d+1)^2, H, W). Channel ``(dy + d) * (2d + 1) + (dx + d)``
@@ -62,7 +68,14 @@ def local_correlation(f1: torch.Tensor,
     """
     _check_inputs(f1, f2, max_displacement)
     name = resolve_correlation_impl(impl, f1)
-    return _KERNELS[name](f1, f2, max_displacement)
+    if name == 'reference':
+        return local_correlation_reference(f1, f2, max_displacement)
+    if is_exporting_or_compiling():
+        return strip_correlation(f1, f2, max_displacement)
+    if name == 'fast':
+        return FastLocalCorrelation.apply(f1, f2, max_displacement,
+                                          chunk_elements)
+    return _COMPILED_KERNELS[name](f1, f2, max_displacement)
 
 
 def local_correlation_reference(f1: torch.Tensor, f2: torch.Tensor,
@@ -96,28 +109,13 @@ def _check_inputs(f1: torch.Tensor, f2: torch.Tensor,
         raise ValueError('local_correlation expects both maps on one device '
                          f'with one dtype, got {f1.dtype} on {f1.device} and '
                          f'{f2.dtype} on {f2.device}')
-    if max_displacement < 0:
-        raise ValueError(
-            f'max_displacement must be >= 0, got {max_displacement}')
+    if not isinstance(max_displacement, int) or max_displacement < 0:
+        raise ValueError('max_displacement must be an int >= 0, got '
+                         f'{max_displacement!r}')
 
 
-def set_default_correlation_impl(impl: str) -> None:
-    """Set the kernel ``local_correlation`` uses when ``impl`` is None.
-
-    Args:
-        impl (str): one of :data:`IMPLEMENTATIONS`.
-    """
-    global _default_impl
-    _check_impl_name(impl)
-    _default_impl = impl
-
-
-def get_default_correlation_impl() -> str:
-    """The kernel name ``local_correlation`` uses when ``impl`` is None."""
-    return _default_impl
-
-
-def _check_impl_name(impl: str) -> None:
+def check_impl_name(impl) -> None:
+    """Raise ValueError unless ``impl`` is one of :data:`IMPLEMENTATIONS`."""
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f'unknown correlation impl {impl!r}; choose one of '
                          f'{IMPLEMENTATIONS}')
@@ -137,25 +135,27 @@ def triton_available() -> bool:
     return importlib.util.find_spec('triton') is not None
 
 
-def resolve_correlation_impl(impl: Optional[str],
-                             tensor: torch.Tensor) -> str:
+def resolve_correlation_impl(impl: str, tensor: torch.Tensor) -> str:
     """The kernel that ``local_correlation(impl=impl)`` runs for ``tensor``.
 
     Args:
-        impl (str, optional): a name of :data:`IMPLEMENTATIONS`, or None for
-            the process default.
+        impl (str): a name of :data:`IMPLEMENTATIONS`.
         tensor (Tensor): an input (its device decides).
 
     Returns:
-        str: ``'reference'``, ``'fast'``, ``'mmcv'`` or ``'triton'``.
+        str: ``'reference'``, ``'fast'``, ``'mmcv'`` or ``'triton'``; always
+        ``'fast'`` or ``'reference'`` while exporting or compiling.
 
     Raises:
         ValueError: for an unknown name.
         RuntimeError: when ``'mmcv'`` or ``'triton'`` is asked for and cannot
             run (not installed, or not a CUDA tensor).
     """
-    impl = _default_impl if impl is None else impl
-    _check_impl_name(impl)
+    check_impl_name(impl)
+    if impl == 'reference':
+        return impl
+    if is_exporting_or_compiling():
+        return 'fast'
     if impl == 'mmcv':
         if not mmcv_correlation_available():
             raise RuntimeError(
@@ -181,8 +181,6 @@ def _require_cuda(impl: str, tensor: torch.Tensor) -> None:
 
 
 def _resolve_auto(tensor: torch.Tensor) -> str:
-    if is_exporting_or_compiling():
-        return 'reference'
     if tensor.device.type != 'cuda':
         return 'fast'
     key = (tensor.device.type, tensor.device.index)
@@ -191,32 +189,10 @@ def _resolve_auto(tensor: torch.Tensor) -> str:
     return _auto_choice[key]
 
 
-@contextlib.contextmanager
-def plain_kernels():
-    """Within the block, MotionSqueeze uses plain PyTorch ops only: the
-    reference correlation and a plain Gaussian soft-argmax, as during ONNX
-    export. For ``torch.jit.trace`` (TorchScript export), which cannot record
-    an autograd Function. Not applied to every trace: mmengine's FLOP counter
-    traces too, and counts the correlation by its Function node."""
-    global _force_plain_kernels
-    previous, _force_plain_kernels = _force_plain_kernels, True
-    try:
-        yield
-    finally:
-        _force_plain_kernels = previous
-
-
-def is_exporting_or_compiling() -> bool:
-    """True during ONNX export, torch.compile and :func:`plain_kernels`:
-    then custom autograd Functions give way to plain ops."""
-    compiling = getattr(torch.compiler, 'is_compiling', lambda: False)()
-    return bool(_force_plain_kernels or compiling
-                or torch.onnx.is_in_onnx_export())
-
-
 def _first_working_cuda_kernel(device: torch.device) -> str:
-    """mmcv, then Triton, then fast: the first installed one that agrees
-    with 'fast' (forward and both gradients) on a small random input."""
+    """mmcv, then Triton, then fast: the first installed compiled kernel
+    that agrees with the plain formulation (forward and both gradients) on
+    a small random input on ``device``."""
     candidates = []
     if mmcv_correlation_available():
         candidates.append('mmcv')
@@ -224,7 +200,7 @@ def _first_working_cuda_kernel(device: torch.device) -> str:
         candidates.append('triton')
     for name in candidates:
         try:
-            error = kernel_error_vs_fast(name, device)
+            error = kernel_error_vs_plain(name, device)
         except Exception as exc:  # a kernel that cannot even run is skipped
             warnings.warn(f"local_correlation: the {name!r} kernel failed on "
                           f"{device} ({type(exc).__name__}: {exc}); trying "
@@ -233,35 +209,34 @@ def _first_working_cuda_kernel(device: torch.device) -> str:
         if error <= 1e-4:
             return name
         warnings.warn(f"local_correlation: the {name!r} kernel differs from "
-                      f"'fast' by {error:.3g} on {device}; not using it")
+                      f"the plain formulation by {error:.3g} on {device}; "
+                      'not using it')
     return 'fast'
 
 
-def kernel_error_vs_fast(impl: str,
-                         device: torch.device,
-                         shape=(2, 8, 9, 11),
-                         max_displacement: int = 3) -> float:
-    """Largest absolute difference, forward and both gradients, between
-    ``impl`` and ``'fast'`` on random float32 maps of ``shape``."""
+def kernel_error_vs_plain(impl: str,
+                          device: torch.device,
+                          shape=(2, 8, 9, 11),
+                          max_displacement: int = 3) -> float:
+    """Largest absolute difference, forward and both gradients, between the
+    eager kernel ``impl`` and :func:`strip_correlation` (plain ops, autograd)
+    on random float32 maps of ``shape`` on ``device``."""
     generator = torch.Generator().manual_seed(0)
     batch, _, height, width = shape
     side = 2 * max_displacement + 1
     f1_value, f2_value, grad_out = (
         torch.randn(size, generator=generator).to(device)
         for size in (shape, shape, (batch, side * side, height, width)))
+    kernels = (_EAGER_KERNELS[impl], strip_correlation)
     results = []
-    for name in (impl, 'fast'):
+    for kernel in kernels:
         f1 = f1_value.clone().requires_grad_()
         f2 = f2_value.clone().requires_grad_()
-        out = _KERNELS[name](f1, f2, max_displacement)
+        out = kernel(f1, f2, max_displacement)
         grads = torch.autograd.grad(out, (f1, f2), grad_out)
         results.append((out.detach(), ) + grads)
     return max(
         float((a - b).abs().max()) for a, b in zip(results[0], results[1]))
-
-
-def _fast(f1: torch.Tensor, f2: torch.Tensor, d: int) -> torch.Tensor:
-    return FastLocalCorrelation.apply(f1, f2, d)
 
 
 def _mmcv(f1: torch.Tensor, f2: torch.Tensor, d: int) -> torch.Tensor:
@@ -284,10 +259,11 @@ def _triton(f1: torch.Tensor, f2: torch.Tensor, d: int) -> torch.Tensor:
     return TritonLocalCorrelation.apply(f1, f2, d)
 
 
-_KERNELS: Dict[str, Callable[[torch.Tensor, torch.Tensor, int],
-                             torch.Tensor]] = {
-                                 'reference': local_correlation_reference,
-                                 'fast': _fast,
-                                 'mmcv': _mmcv,
-                                 'triton': _triton,
-                             }
+def _fast(f1: torch.Tensor, f2: torch.Tensor, d: int) -> torch.Tensor:
+    return FastLocalCorrelation.apply(f1, f2, d, CHUNK_ELEMENTS)
+
+
+_COMPILED_KERNELS = {'mmcv': _mmcv, 'triton': _triton}
+#: The eager kernels by name: (f1, f2, d) -> (B, (2d+1)^2, H, W).
+_EAGER_KERNELS = dict(_COMPILED_KERNELS, fast=_fast,
+                      reference=local_correlation_reference)

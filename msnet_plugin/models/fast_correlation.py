@@ -1,38 +1,50 @@
-"""A fast, memory-lean local correlation for any device, in pure PyTorch.
+"""Local correlation by strip GEMMs: one formulation in plain tensor ops.
 
 The plain formulation (``local_correlation_reference``) multiplies ``f1`` by
-(2d+1)^2 shifted copies of ``f2`` and lets autograd record every product. Here
-the same numbers come from matrix products restricted to the window:
+(2d+1)^2 shifted copies of ``f2``. Here the same numbers come from one
+batched matrix product per call and two fixed gathers:
 
-- rows of the maps are grouped in strips of ``G`` rows (G divides H, see
-  :func:`strip_rows_for`); a strip of ``f1``
-  (G*W positions x C channels) is multiplied by the block of ``f2`` rows it
-  can reach (G + 2d padded rows x (W + 2d) padded columns), one GEMM per
-  strip, all strips of one clip in one ``bmm``;
-- a strided view picks the (2d+1)^2 window entries of every position out of
-  each strip's product (the product also holds pairs outside the window,
-  about (G + 2d)(W + 2d) / (2d+1)^2 times the useful work: 3 times for the
-  paper's 28x28 maps with d = 7, G = 4, traded for GEMM speed);
-- the autograd Function saves only ``f1`` and ``f2``; its backward builds the
-  same strips from the output gradient and accumulates ``grad_f1`` and
-  ``grad_f2`` with two more GEMMs per clip, never holding more than one
-  clip's strip products.
+- the maps are cut in strips of ``G`` rows (G divides H, see
+  :func:`strip_rows_for`); with channels last, a strip of ``f1`` is a
+  (G*W, C) matrix;
+- a fixed gather of rows of the zero-padded ``f2`` gives each strip the rows
+  it can reach, a ((G + 2d) * (W + 2d), C) window matrix;
+- one ``bmm`` over all strips of all clips multiplies them, (G*W) x
+  (G + 2d)(W + 2d) products per strip: the window's (2d+1)^2 entries of every
+  position and about (G + 2d)(W + 2d) / (2d+1)^2 times as many outside it
+  (3.4 times at 28x28 with d = 7 and G = 4), traded for GEMM speed;
+- a second fixed gather reads the window entries out of the product, in the
+  output's (B, (2d+1)^2, H, W) order.
 
-Work is done clip by clip (one ``B`` index at a time), so the temporaries are
-one clip's strip products, (H/G) x G*W x (G+2d)(W+2d) values (2.4 MB at
-28x28, d = 7), whatever the batch size.
+:func:`strip_correlation` is that, a handful of ops (permute, pad, gather,
+bmm, gather) that autograd, ``torch.compile``, ``torch.export``, both ONNX
+exporters and ``torch.jit.trace`` see whole; the gathers' indices depend on
+H, W and d only, never on the batch size. Autograd keeps its window copies
+(about 6.8 times ``f2``) and the product for backward, so eager training
+uses :class:`FastLocalCorrelation`: the same functions on chunks of clips
+whose temporaries fit a memory budget, saving only ``f1`` and ``f2``; its
+backward recomputes the windows chunk by chunk and applies the adjoints of
+the two gathers (an index copy into the product's layout, an index add of
+the windows' gradients back into rows of ``f2``) around two more ``bmm``.
 """
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+from .tracing import static_sizes
 
 #: Preferred rows per strip: at 28x28 with d = 7, 4 rows keep the wasted
 #: products near 3x while the GEMMs (4*W x C times C x (4 + 2d)(W + 2d)) are
 #: large enough to run fast. The strip height used is the divisor of H
 #: closest to it, so that strips tile the map exactly.
 PREFERRED_STRIP_ROWS = 4
+#: Memory budget of :class:`FastLocalCorrelation`: values held by the
+#: temporaries of one chunk of clips (2 MiB in float32, so that they stay in
+#: cache: larger chunks measured slower at 8x8 and 28x28); a chunk has at
+#: least one clip.
+CHUNK_ELEMENTS = 1 << 19
 
 
 def strip_rows_for(height: int) -> int:
@@ -43,149 +55,235 @@ def strip_rows_for(height: int) -> int:
                key=lambda g: (abs(g - PREFERRED_STRIP_ROWS), -g))
 
 
-def _window_view(strips: torch.Tensor, height: int, width: int,
-                 max_disp: int) -> torch.Tensor:
-    """The window entries of one clip's strip products, as a strided view.
+class StripLayout(NamedTuple):
+    """Sizes of the strip formulation for (H, W) maps and displacement d."""
+    height: int
+    width: int
+    max_disp: int
+    rows: int  #: G, rows per strip
+    strips: int  #: S = H / G
+    padded_width: int  #: W + 2d
+    window_rows: int  #: G + 2d, rows of f2 a strip reaches
+    window: int  #: N = (G + 2d)(W + 2d), columns of a strip's product
 
-    ``strips`` is (S, G*W, N): strip s, row ``g*W + x`` for position
-    (y, x) = (s*G + g, x), column ``r*(W + 2d) + c`` for padded f2 row
-    s*G + r and padded column c, N = (G + 2d)(W + 2d). Displacement
-    (dy, dx) of position (y, x) is in column ``(g + dy + d)*(W + 2d) + x +
-    dx + d``.
+    @classmethod
+    def of(cls, height: int, width: int, max_disp: int) -> 'StripLayout':
+        rows = strip_rows_for(height)
+        padded_width = width + 2 * max_disp
+        window_rows = rows + 2 * max_disp
+        return cls(height, width, max_disp, rows, height // rows,
+                   padded_width, window_rows, window_rows * padded_width)
+
+    @property
+    def side(self) -> int:
+        """P = 2d + 1, the window's side."""
+        return 2 * self.max_disp + 1
+
+    def values_per_clip(self, channels: int) -> int:
+        """Values the temporaries of one clip hold in the backward pass (the
+        larger of the two): product and its gradient, windows and their
+        gradient, the padded f2 and its gradient, the f1 strips."""
+        positions = self.height * self.width
+        padded = (self.height + 2 * self.max_disp) * self.padded_width
+        return 2 * (positions * self.window +
+                    self.strips * self.window * channels +
+                    padded * channels) + positions * channels
+
+
+def _strided_index(sizes, strides, device=None) -> torch.Tensor:
+    """What ``as_strided(sizes, strides)`` reads of a flat tensor, as int64
+    indices in the view's order (plain ops, for exporters)."""
+    index = torch.zeros((), dtype=torch.long, device=device)
+    for dim, (size, stride) in enumerate(zip(sizes, strides)):
+        shape = [1] * len(sizes)
+        shape[dim] = size
+        index = index + torch.arange(
+            size, device=device).view(shape) * stride
+    return index.reshape(-1)
+
+
+def _band_geometry(layout: StripLayout, clips: int = 1):
+    """Sizes and strides of the window entries in a contiguous
+    (clips * S, G*W, N) product: a (clips, P, P, S, G, W) view whose
+    ``[b, dy + d, dx + d, s, g, x]`` is the product of position
+    (y, x) = (s*G + g, x) of clip b (row ``s * G*W + g*W + x``) with the f2
+    value at (y + dy, x + dx), column ``(g + dy + d)(W + 2d) + x + dx + d``.
+    Merging (S, G) into H gives the output's (B, P*P, H, W) order."""
+    side, rows, width = layout.side, layout.rows, layout.width
+    strip = rows * width * layout.window
+    return ((clips, side, side, layout.strips, rows, width),
+            (layout.strips * strip, layout.padded_width, 1, strip,
+             width * layout.window + layout.padded_width, layout.window + 1))
+
+
+def _window_row_geometry(layout: StripLayout):
+    """Sizes and strides of the padded f2 rows of every strip's window: an
+    (S, G + 2d) view of the rows whose ``[s, r]`` is row ``s * G + r``."""
+    return (layout.strips, layout.window_rows), (layout.rows, 1)
+
+
+def strip_indices(layout: StripLayout,
+                  device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The two fixed gathers of the strip formulation, as int64 indices.
 
     Returns:
-        Tensor: a (P, P, S, G, W) view (P = 2d + 1) whose
-        ``[dy + d, dx + d, s, g, x]`` is that entry, i.e. the output's
-        (P*P, H, W) layout with H split into (S, G).
+        tuple[Tensor, Tensor]: ``window_rows`` (S * (G + 2d),): the padded
+        f2 rows of each strip's window, strip after strip; ``band``
+        (P * P * H * W,): for every output value of one clip, in the
+        output's order, its place in that clip's flattened (S, G*W, N)
+        product (see :func:`_band_geometry`).
     """
-    num_strips, strip_width, columns = strips.shape
-    strip_rows = strip_width // width
-    side = 2 * max_disp + 1
-    padded_width = width + 2 * max_disp
-    return strips.as_strided(
-        (side, side, num_strips, strip_rows, width),
-        (padded_width, 1, strip_width * columns,
-         width * columns + padded_width, columns + 1))
+    return (_strided_index(*_window_row_geometry(layout), device=device),
+            _strided_index(*_band_geometry(layout), device=device))
 
 
-def _clip_strips(f1_clip: torch.Tensor, f2_clip: torch.Tensor, max_disp: int,
-                 strip_rows: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One clip's strips of f1 and the f2 windows they reach, as GEMM operands.
+def _padded_channels_last(f2: torch.Tensor, max_disp: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H + 2d, W + 2d, C), zero-padded."""
+    return F.pad(f2.permute(0, 2, 3, 1), (0, 0) + (max_disp, ) * 4)
+
+
+def strip_correlation(f1: torch.Tensor, f2: torch.Tensor,
+                      max_displacement: int) -> torch.Tensor:
+    """``local_correlation``'s numbers in plain ops, for the whole batch.
 
     Args:
-        f1_clip, f2_clip (Tensor): (C, H, W) features of one clip; H is a
-            multiple of ``strip_rows`` (G).
+        f1, f2 (Tensor): (B, C, H, W) features of frames t and t+1.
+        max_displacement (int): d.
 
     Returns:
-        tuple[Tensor, Tensor]: ``f1_strips`` (S, G*W, C), S = H / G, strip s
-        holding rows s*G .. s*G + G - 1 of f1; ``f2_windows`` (S, C, N),
-        N = (G + 2d)(W + 2d), strip s's window: rows s*G - d .. s*G + G + d
-        - 1 and columns -d .. W + d - 1 of f2, zero outside the map. Both
-        are small contiguous copies (one clip).
+        Tensor: (B, (2d+1)^2, H, W), as ``local_correlation_reference``.
     """
-    channels, height, width = f1_clip.shape
-    num_strips = height // strip_rows
-    padded_width = width + 2 * max_disp
-    window_rows = strip_rows + 2 * max_disp
-    f1_strips = f1_clip.reshape(channels, num_strips, strip_rows * width)
-    f2_padded = F.pad(f2_clip, (max_disp, ) * 4)
-    f2_windows = f2_padded.as_strided(
-        (num_strips, channels, window_rows * padded_width),
-        (strip_rows * padded_width, f2_padded.stride(0), 1))
-    return (f1_strips.permute(1, 2, 0).contiguous(),
-            f2_windows.contiguous())
+    channels, height, width = static_sizes(f1)
+    layout = StripLayout.of(height, width, max_displacement)
+    window_rows, band = strip_indices(layout, f1.device)
+    strips = f1.permute(0, 2, 3, 1).reshape(-1, layout.rows * layout.width,
+                                            channels)
+    windows = _padded_channels_last(f2, max_displacement).index_select(
+        1, window_rows).reshape(-1, layout.window, channels)
+    product = torch.bmm(strips, windows.transpose(1, 2))
+    clip_products = product.reshape(
+        -1, layout.strips * layout.rows * layout.width * layout.window)
+    return clip_products.index_select(1, band).view(
+        -1, layout.side**2, layout.height, layout.width)
+
+
+def clips_per_chunk(layout: StripLayout, channels: int,
+                    chunk_elements: int) -> int:
+    """Clips whose temporaries fit ``chunk_elements`` values (at least 1)."""
+    return max(1, chunk_elements // layout.values_per_clip(channels))
 
 
 class FastLocalCorrelation(torch.autograd.Function):
-    """Local correlation by strip GEMMs; saves only its two inputs.
+    """:func:`strip_correlation` chunk by chunk, saving only its inputs.
 
-    ``FastLocalCorrelation.apply(f1, f2, max_displacement)`` maps two
-    (B, C, H, W) tensors to (B, (2d+1)^2, H, W), the same numbers as
-    ``local_correlation_reference``. Not twice differentiable.
+    ``FastLocalCorrelation.apply(f1, f2, max_displacement, chunk_elements)``
+    maps two (B, C, H, W) tensors to (B, (2d+1)^2, H, W); chunks hold as
+    many clips as :func:`clips_per_chunk` allows. Not twice differentiable.
     """
 
     @staticmethod
     def forward(ctx, f1: torch.Tensor, f2: torch.Tensor,
-                max_displacement: int) -> torch.Tensor:
+                max_displacement: int, chunk_elements: int) -> torch.Tensor:
         ctx.save_for_backward(f1, f2)
-        ctx.max_displacement = max_displacement
+        ctx.settings = (max_displacement, chunk_elements)
         with torch.autocast(f1.device.type, enabled=False):
-            return _forward(f1, f2, max_displacement)
+            return _forward(f1, f2, max_displacement, chunk_elements)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: torch.Tensor):
         f1, f2 = ctx.saved_tensors
         with torch.autocast(f1.device.type, enabled=False):
-            grad_f1, grad_f2 = _backward(grad_output, f1, f2,
-                                         ctx.max_displacement,
+            grad_f1, grad_f2 = _backward(grad_output, f1, f2, *ctx.settings,
                                          ctx.needs_input_grad[:2])
-        return grad_f1, grad_f2, None
+        return grad_f1, grad_f2, None, None
 
 
-def _forward(f1: torch.Tensor, f2: torch.Tensor,
-             max_disp: int) -> torch.Tensor:
-    """(B, C, H, W) twice -> (B, (2d+1)^2, H, W), clip by clip."""
-    batch, _, height, width = f1.shape
-    side = 2 * max_disp + 1
-    strip_rows = strip_rows_for(height)
-    # Returned as allocated (not a view), so that callers may ReLU in place.
-    output = f1.new_empty(batch, side * side, height, width)
-    output_strips = output.view(batch, side, side, height // strip_rows,
-                                strip_rows, width)
-    for clip in range(batch):
-        f1_strips, f2_windows = _clip_strips(f1[clip], f2[clip], max_disp,
-                                             strip_rows)
-        strips = torch.bmm(f1_strips, f2_windows)  # (S, G*W, N)
-        output_strips[clip].copy_(
-            _window_view(strips, height, width, max_disp))
+def _chunks(batch: int, step: int):
+    for start in range(0, batch, step):
+        yield slice(start, min(start + step, batch))
+
+
+def _chunk_operands(f1: torch.Tensor, f2: torch.Tensor, layout: StripLayout):
+    """The eager kernel's GEMM operands for a chunk of clips, read through
+    strided views (one copy each): f1 strips (n*S, G*W, C) and f2 windows
+    (n*S, C, N), from (n, C, H, W) maps."""
+    clips, channels = f1.shape[:2]
+    strip_width = layout.rows * layout.width
+    strips = f1.reshape(clips, channels, layout.strips,
+                        strip_width).permute(0, 2, 3, 1)
+    padded = F.pad(f2, (layout.max_disp, ) * 4)
+    (strips_n, window_rows), (row_step, _) = _window_row_geometry(layout)
+    plane = padded[0, 0].numel()
+    windows = padded.as_strided(
+        (clips, strips_n, channels, layout.window),
+        (channels * plane, row_step * layout.padded_width, plane, 1))
+    return (strips.reshape(-1, strip_width, channels),
+            windows.reshape(-1, channels, layout.window))
+
+
+def _forward(f1: torch.Tensor, f2: torch.Tensor, max_disp: int,
+             chunk_elements: int) -> torch.Tensor:
+    batch, channels, height, width = f1.shape
+    layout = StripLayout.of(height, width, max_disp)
+    # Allocated here (not a view): callers may ReLU it in place.
+    output = f1.new_empty(batch, layout.side**2, height, width)
+    for part in _chunks(batch, clips_per_chunk(layout, channels,
+                                               chunk_elements)):
+        clips = part.stop - part.start
+        strips, windows = _chunk_operands(f1[part], f2[part], layout)
+        product = torch.bmm(strips, windows)
+        sizes, strides = _band_geometry(layout, clips)
+        output[part].view(sizes).copy_(product.as_strided(sizes, strides))
     return output
 
 
 def _backward(grad_output: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor,
-              max_disp: int, needs_grad=(True, True)):
-    """Gradients of ``_forward`` w.r.t. f1 and f2, both (B, C, H, W).
-
-    The output gradient of one clip is written into the strip layout (zero
-    outside the window), then grad of the f1 strips = G_strip @ windows^T
-    and grad of the windows = f1_strips^T @ G_strip, the windows' gradients
-    summed where windows overlap.
-    """
+              max_disp: int, chunk_elements: int, needs_grad=(True, True)):
+    """Gradients of the strip product w.r.t. f1 and f2, both (B, C, H, W),
+    chunk by chunk: the output gradient goes into the product's layout
+    (zero outside the window), then grad strips = G @ windows^T and grad
+    windows = strips^T @ G, the windows' gradients added back into the rows
+    they were read from."""
     batch, channels, height, width = f1.shape
-    side = 2 * max_disp + 1
-    strip_rows = strip_rows_for(height)
-    num_strips = height // strip_rows
-    padded_width = width + 2 * max_disp
-    window_rows = strip_rows + 2 * max_disp
-    # Entries outside the window stay zero: only the window is ever written.
-    strip_grad = f1.new_zeros(num_strips, strip_rows * width,
-                              window_rows * padded_width)
-    strip_grad_window = _window_view(strip_grad, height, width, max_disp)
+    layout = StripLayout.of(height, width, max_disp)
+    strip_width = layout.rows * width
     grad_f1 = torch.empty_like(f1) if needs_grad[0] else None
     grad_f2 = torch.empty_like(f2) if needs_grad[1] else None
-    padded_grad = f1.new_empty(channels, height + 2 * max_disp, padded_width)
-    for clip in range(batch):
-        strip_grad_window.copy_(grad_output[clip].reshape(
-            side, side, num_strips, strip_rows, width))
-        f1_strips, f2_windows = _clip_strips(f1[clip], f2[clip], max_disp,
-                                             strip_rows)
+    product_grad = None
+    for part in _chunks(batch, clips_per_chunk(layout, channels,
+                                               chunk_elements)):
+        clips = part.stop - part.start
+        sizes, strides = _band_geometry(layout, clips)
+        if product_grad is None or product_grad.shape[0] != clips:
+            # Entries outside the window stay zero: only the band is written.
+            product_grad = f1.new_zeros(clips * layout.strips, strip_width,
+                                        layout.window)
+        product_grad.as_strided(sizes, strides).copy_(
+            grad_output[part].view(sizes))
+        strips, windows = _chunk_operands(f1[part], f2[part], layout)
         if grad_f1 is not None:
-            # (S, C, N) @ (S, N, G*W) -> (S, C, G*W) -> (C, H, W).
-            strips_grad = torch.bmm(f2_windows, strip_grad.transpose(1, 2))
-            grad_f1[clip].view(channels, num_strips,
-                               strip_rows * width).copy_(
-                                   strips_grad.transpose(0, 1))
+            # (n*S, C, N) @ (n*S, N, G*W) -> (n, S, C, G*W) -> (n, C, H, W).
+            strips_grad = torch.bmm(windows, product_grad.transpose(1, 2))
+            grad_f1[part].view(clips, channels, layout.strips,
+                               strip_width).copy_(
+                                   strips_grad.view(clips, layout.strips,
+                                                    channels,
+                                                    strip_width).transpose(
+                                                        1, 2))
         if grad_f2 is not None:
-            # (S, C, G*W) @ (S, G*W, N) -> (S, C, G + 2d, W + 2d).
-            windows_grad = torch.bmm(f1_strips.transpose(1, 2), strip_grad)
-            windows_grad = windows_grad.view(num_strips, channels,
-                                             window_rows, padded_width)
-            padded_grad.zero_()
-            for strip in range(num_strips):
-                first = strip * strip_rows
-                padded_grad[:, first:first + window_rows] += \
-                    windows_grad[strip]
-            grad_f2[clip].copy_(
-                padded_grad[:, max_disp:max_disp + height,
-                            max_disp:max_disp + width])
+            # (n*S, C, G*W) @ (n*S, G*W, N) -> (n, S, C, G + 2d, W + 2d).
+            windows_grad = torch.bmm(strips.transpose(1, 2), product_grad)
+            windows_grad = windows_grad.view(clips, layout.strips, channels,
+                                             layout.window_rows,
+                                             layout.padded_width)
+            padded_grad = f1.new_zeros(clips, channels,
+                                       height + 2 * max_disp,
+                                       layout.padded_width)
+            for strip in range(layout.strips):
+                first = strip * layout.rows
+                padded_grad[:, :, first:first + layout.window_rows] += \
+                    windows_grad[:, strip]
+            grad_f2[part] = padded_grad[:, :, max_disp:max_disp + height,
+                                        max_disp:max_disp + width]
     return grad_f1, grad_f2

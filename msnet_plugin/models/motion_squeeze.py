@@ -1,4 +1,4 @@
-"""The MotionSqueeze module (Kwon et al., ECCV 2020), as in MSNET_SPEC.md.
+"""The MotionSqueeze module (Kwon et al., ECCV 2020, arXiv 2007.09933).
 
 Features of adjacent frames are correlated over a local window; kernel
 soft-argmax squeezes the correlation into a displacement map (u, v) and a
@@ -8,12 +8,12 @@ into features added back to the input.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
 from mmaction.registry import MODELS
 
-from .correlation import (IMPLEMENTATIONS, is_exporting_or_compiling,
-                          local_correlation)
-from .soft_argmax import (GaussianSoftArgmax, gaussian_soft_argmax_plain,
-                          plain_soft_argmax)
+from .correlation import IMPLEMENTATIONS, local_correlation
+from .soft_argmax import kernel_soft_argmax, plain_soft_argmax
+from .tracing import static_sizes
 
 SOFT_ARGMAX_MODES = ('kernel', 'plain')
 MOTION_INPUTS = ('displacement', 'correlation')
@@ -42,40 +42,6 @@ def l2_normalize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x / torch.sqrt(x.pow(2).sum(dim=1, keepdim=True) + eps)
 
 
-def kernel_soft_argmax(correlation: torch.Tensor, patch_size: int,
-                       sigma: float, temperature: float):
-    """Displacement and confidence from a ReLU'd local correlation.
-
-    A hard argmax picks the best displacement; the correlation is damped by a
-    fixed Gaussian (std ``sigma`` grid units) around it, so that a second peak
-    cannot drag the estimate; a softmax with ``temperature`` and an expectation
-    per axis give a sub-grid displacement.
-
-    Args:
-        correlation (Tensor): (B, P*P, H, W), P = patch_size, channel
-            ``(dy + d) * P + (dx + d)`` for d = P // 2.
-        patch_size (int): P, odd.
-        sigma (float): std of the Gaussian kernel, in grid units.
-        temperature (float): softmax logits are ``correlation * temperature``.
-
-    Returns:
-        tuple[Tensor, Tensor]: displacement (B, 2, H, W), channel 0 = dx,
-        channel 1 = dy, divided by d so both lie in [-1, 1]; confidence
-        (B, 1, H, W), the maximum of the correlation over displacements.
-    """
-    confidence, best_index = correlation.max(dim=1, keepdim=True)
-    if is_exporting_or_compiling():
-        # Exporters and compilers get plain ops, not the autograd Function.
-        displacement = gaussian_soft_argmax_plain(correlation, best_index,
-                                                  patch_size, sigma,
-                                                  temperature)
-    else:
-        displacement = GaussianSoftArgmax.apply(correlation, best_index,
-                                                patch_size, sigma,
-                                                temperature)
-    return displacement, confidence
-
-
 @MODELS.register_module()
 class MotionSqueeze(nn.Module):
     """MotionSqueeze: motion features from adjacent frames, added to ``x``.
@@ -99,10 +65,15 @@ class MotionSqueeze(nn.Module):
             (paper: [u, v, confidence]) or ``'correlation'``, the (ReLU'd)
             correlation itself, patch_size^2 channels (ablation; then
             ``use_confidence`` and ``soft_argmax`` play no part).
-        correlation_impl (str, optional): the correlation kernel, one of
-            ``msnet_plugin.models.correlation.IMPLEMENTATIONS``; None (the
-            default) follows the process default, ``'auto'`` unless set by
-            ``set_default_correlation_impl``.
+        correlation_impl (str): the correlation kernel, one of
+            ``msnet_plugin.models.correlation.IMPLEMENTATIONS``; ``'auto'``
+            (the default) picks the fastest one that works on the device
+            (see :mod:`msnet_plugin.models.correlation`).
+        with_cp (bool): activation checkpointing, as MMAction2's ResNet
+            blocks do it: during training only the input is kept and the
+            module's forward runs again in backward (less memory, more time;
+            same outputs and gradients). As with those blocks, BatchNorm's
+            running statistics then see each batch twice.
     """
 
     def __init__(self,
@@ -116,7 +87,8 @@ class MotionSqueeze(nn.Module):
                  use_confidence: bool = True,
                  soft_argmax: str = 'kernel',
                  motion_input: str = 'displacement',
-                 correlation_impl: str = None):
+                 correlation_impl: str = 'auto',
+                 with_cp: bool = False):
         super().__init__()
         if soft_argmax not in SOFT_ARGMAX_MODES:
             raise ValueError(f'soft_argmax must be one of {SOFT_ARGMAX_MODES}'
@@ -124,10 +96,13 @@ class MotionSqueeze(nn.Module):
         if motion_input not in MOTION_INPUTS:
             raise ValueError(f'motion_input must be one of {MOTION_INPUTS}, '
                              f'got {motion_input!r}')
-        if correlation_impl not in IMPLEMENTATIONS + (None, ):
+        if correlation_impl not in IMPLEMENTATIONS:
             raise ValueError(f'correlation_impl must be one of '
                              f'{IMPLEMENTATIONS}, got {correlation_impl!r}')
+        if not isinstance(with_cp, bool):
+            raise ValueError(f'with_cp must be True or False, got {with_cp!r}')
         self.correlation_impl = correlation_impl
+        self.with_cp = with_cp
         out_channels = in_channels if out_channels is None else out_channels
         if num_segments < 2:
             raise ValueError('MotionSqueeze needs num_segments >= 2 (it pairs '
@@ -144,6 +119,7 @@ class MotionSqueeze(nn.Module):
                 raise ValueError(f'{name} must be positive, got {value}')
         self.in_channels = in_channels
         self.num_segments = num_segments
+        self.reduced_channels = reduced_channels
         self.patch_size = patch_size
         self.sigma = sigma
         self.temperature = temperature
@@ -218,7 +194,7 @@ class MotionSqueeze(nn.Module):
         of the reduced, L2-normalised features of frames t and t+1."""
         self._check_input(x)
         features = self.reduce(x)
-        _, channels, height, width = features.shape
+        channels, height, width = static_sizes(features)
         features = l2_normalize_channels(features).view(
             -1, self.num_segments, channels, height, width)
         current = features[:, :-1].reshape(-1, channels, height, width)
@@ -231,10 +207,10 @@ class MotionSqueeze(nn.Module):
 
     def _repeat_last_pair(self, pair_maps: torch.Tensor) -> torch.Tensor:
         """(N*(T-1), K, H, W) pair maps -> (N*T, K, H, W), last one doubled."""
-        pair_maps = pair_maps.view((-1, self.num_segments - 1) +
-                                   pair_maps.shape[1:])
+        sizes = static_sizes(pair_maps)
+        pair_maps = pair_maps.view((-1, self.num_segments - 1) + sizes)
         frame_maps = torch.cat([pair_maps, pair_maps[:, -1:]], dim=1)
-        return frame_maps.flatten(0, 1)
+        return frame_maps.view((-1, ) + sizes)
 
     def motion_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N*T, C, H, W) -> (N*T, out_channels, H, W) motion features."""
@@ -253,4 +229,9 @@ class MotionSqueeze(nn.Module):
                 'forward adds the motion features to x, which needs '
                 f'out_channels == in_channels, got {self.out_channels} and '
                 f'{self.in_channels}; use motion_features() instead')
-        return x + self.motion_features(x)
+        if self.with_cp and x.requires_grad:
+            motion = cp.checkpoint(self.motion_features, x,
+                                   use_reentrant=False)
+        else:
+            motion = self.motion_features(x)
+        return x + motion

@@ -86,6 +86,7 @@ class MSResNetTSM(ResNetTSM):
                 f'backbone, which has {stage_segments} segments at layer'
                 f'{stage + 1}; set num_segments on the backbone only')
         ms_cfg.setdefault('type', 'MotionSqueeze')
+        ms_cfg.setdefault('with_cp', self.with_cp)  # the backbone's, by default
         return MODELS.build(
             dict(ms_cfg, in_channels=in_channels, num_segments=num_segments))
 

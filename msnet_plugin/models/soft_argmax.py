@@ -1,14 +1,21 @@
-"""The displacement part of kernel soft-argmax, without full-size copies,
-and the plain soft-argmax of the paper's ablation.
+"""Soft-argmax: a displacement from a local correlation.
 
-Written plainly (``MotionSqueeze``'s original formulation), the Gaussian
-weighting and the softmax make three (B, P*P, H, W) tensors that autograd
-keeps until backward (the Gaussian, the weighted logits' softmax and its
-input), each as large as the correlation itself. :class:`GaussianSoftArgmax`
-keeps none: its forward works on a few clips at a time, in place, and saves
-only the correlation (which the ReLU before it keeps anyway), the argmax
-indices and the (B, 2, H, W) result; its backward recomputes the softmax a
-few clips at a time.
+:func:`kernel_soft_argmax` is the paper's kernel soft-argmax: a hard argmax
+picks the best displacement, a fixed Gaussian around it damps the
+correlation, a softmax with a temperature and an expectation of the offsets
+per axis give a sub-grid displacement. :func:`plain_soft_argmax` is the
+paper's ablation without the Gaussian. Both share one home for the
+Gaussian (:func:`_gaussian`), the offsets (:func:`_offsets`) and the
+expectation (:func:`_expectation`).
+
+Written plainly, the Gaussian weighting and the softmax make three
+(B, P*P, H, W) tensors that autograd keeps until backward, each as large as
+the correlation. :class:`GaussianSoftArgmax` keeps none: its forward works
+on a few clips at a time, in place, and saves only the correlation (which
+the ReLU before it keeps anyway), the argmax indices and the (B, 2, H, W)
+result; its backward recomputes the softmax a few clips at a time.
+Exporters and compilers get the plain ops instead
+(:func:`gaussian_soft_argmax_plain`).
 
 Gradient: with logits ``l_k = T * w_k * c_k`` (w the fixed Gaussian, T the
 temperature), ``p = softmax(l)`` and ``u = sum_k p_k * ox_k`` (ox_k the
@@ -19,42 +26,87 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-#: Values per temporary: the forward and backward work on as many clips as
-#: fit in this many elements (at least one clip), 16 MB in float32.
-CHUNK_ELEMENTS = 1 << 22
+from .fast_correlation import CHUNK_ELEMENTS
+from .tracing import is_exporting_or_compiling, static_sizes
 
 
-def _chunks(batch: int, per_clip: int):
-    step = max(1, CHUNK_ELEMENTS // max(per_clip, 1))
+def _chunks(batch: int, per_clip: int, chunk_elements: int):
+    """Slices of clips whose (P*P, H, W) temporaries fit ``chunk_elements``
+    values (the correlation kernel's budget by default: chunks that stay in
+    cache measured fastest here too)."""
+    step = max(1, chunk_elements // max(per_clip, 1))
     for start in range(0, batch, step):
         yield slice(start, min(start + step, batch))
+
+
+def _grid(patch_size: int, like: torch.Tensor,
+          dtype: torch.dtype) -> torch.Tensor:
+    """(1, P, 1, 1) window indices 0..P-1."""
+    return torch.arange(patch_size, device=like.device,
+                        dtype=dtype).view(1, patch_size, 1, 1)
+
+
+def _offsets(patch_size: int, like: torch.Tensor) -> torch.Tensor:
+    """(1, P, 1, 1) offsets -d..d divided by d (d = P // 2), like's dtype."""
+    max_disp = patch_size // 2
+    return (_grid(patch_size, like, like.dtype) - max_disp) / max_disp
+
+
+def _gaussian(best_index: torch.Tensor, patch_size: int, sigma: float,
+              dtype: torch.dtype) -> torch.Tensor:
+    """The fixed Gaussian (std ``sigma`` grid units) around the argmax.
+
+    Args:
+        best_index (Tensor): (b, 1, H, W) argmax over the P*P displacements.
+
+    Returns:
+        Tensor: (b, P, P, H, W), ``[ky, kx]`` the weight of window entry
+        (ky, kx), 1 at the argmax.
+    """
+    grid = _grid(patch_size, best_index, dtype)
+    # Truncation is floor division for the non-negative indices, and one op
+    # in an exported graph.
+    best_y = torch.div(best_index, patch_size, rounding_mode='trunc')
+    best_x = best_index - best_y * patch_size
+    gauss_y = torch.exp(-(grid - best_y).pow(2) / (2 * sigma**2))
+    gauss_x = torch.exp(-(grid - best_x).pow(2) / (2 * sigma**2))
+    return gauss_y.unsqueeze(2) * gauss_x.unsqueeze(1)
+
+
+def _expectation(prob: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """(b, P, P, H, W) probabilities over the window -> (b, 2, H, W)
+    expected offsets, channel 0 = dx, channel 1 = dy.
+
+    One 1x1 convolution with fixed weights (the offsets of each window
+    entry): a single pass over the probabilities, one node in a graph.
+    """
+    patch_size, _, height, width = static_sizes(prob)
+    weight = torch.stack([
+        offsets.view(1, patch_size).expand(patch_size, patch_size),
+        offsets.view(patch_size, 1).expand(patch_size, patch_size)
+    ]).reshape(2, patch_size * patch_size, 1, 1)
+    return F.conv2d(prob.reshape(-1, patch_size * patch_size, height, width),
+                    weight)
 
 
 def _probabilities(correlation: torch.Tensor, best_index: torch.Tensor,
                    patch_size: int, sigma: float,
                    temperature: float) -> torch.Tensor:
-    """softmax(T * gaussian * correlation) over displacements, and the
-    Gaussian.
+    """softmax(T * gaussian * correlation) over displacements, in place on
+    one temporary, and the temperature-scaled Gaussian.
 
     Args:
         correlation (Tensor): (b, P*P, H, W) for a few clips.
         best_index (Tensor): (b, 1, H, W) argmax over displacements.
 
     Returns:
-        tuple[Tensor, Tensor]: probabilities (b, P, P, H, W) and the
-        temperature-scaled Gaussian ``T * w`` (b, P, P, H, W), float32 or
-        wider.
+        tuple[Tensor, Tensor]: probabilities (b, P, P, H, W) and ``T * w``
+        (b, P, P, H, W), float32 or wider.
     """
     batch, _, height, width = correlation.shape
     dtype = torch.promote_types(correlation.dtype, torch.float32)
-    grid = torch.arange(patch_size, device=correlation.device,
-                        dtype=dtype).view(1, patch_size, 1, 1)
-    best_y = torch.div(best_index, patch_size, rounding_mode='floor')
-    best_x = best_index - best_y * patch_size
-    gauss_y = torch.exp(-(grid - best_y).pow(2) / (2 * sigma**2))
-    gauss_x = torch.exp(-(grid - best_x).pow(2) / (2 * sigma**2))
-    scaled_gaussian = (gauss_y * temperature).unsqueeze(2) * \
-        gauss_x.unsqueeze(1)
+    scaled_gaussian = _gaussian(best_index, patch_size, sigma, dtype)
+    scaled_gaussian *= temperature
     probabilities = correlation.reshape(batch, patch_size, patch_size, height,
                                         width) * scaled_gaussian
     flat = probabilities.view(batch, -1, height, width)
@@ -70,40 +122,32 @@ def _probabilities(correlation: torch.Tensor, best_index: torch.Tensor,
     return probabilities, scaled_gaussian
 
 
-def _offsets(patch_size: int, like: torch.Tensor) -> torch.Tensor:
-    """(P,) offsets -d..d divided by d, shaped (1, P, 1, 1)."""
-    max_disp = patch_size // 2
-    grid = torch.arange(patch_size, device=like.device, dtype=like.dtype)
-    return ((grid - max_disp) / max_disp).view(1, patch_size, 1, 1)
-
-
 class GaussianSoftArgmax(torch.autograd.Function):
     """Kernel soft-argmax displacement of a ReLU'd correlation.
 
     ``GaussianSoftArgmax.apply(correlation, best_index, patch_size, sigma,
-    temperature)`` maps (B, P*P, H, W) and its (B, 1, H, W) argmax over
-    displacements to the displacement (B, 2, H, W): channel 0 = dx, 1 = dy,
-    divided by d = P // 2. No gradient flows to ``best_index`` (the Gaussian
-    is fixed, as in the paper). Not twice differentiable.
+    temperature, chunk_elements)`` maps (B, P*P, H, W) and its (B, 1, H, W)
+    argmax over displacements to the displacement (B, 2, H, W): channel
+    0 = dx, 1 = dy, divided by d = P // 2. No gradient flows to
+    ``best_index`` (the Gaussian is fixed, as in the paper). Not twice
+    differentiable.
     """
 
     @staticmethod
     def forward(ctx, correlation: torch.Tensor, best_index: torch.Tensor,
-                patch_size: int, sigma: float,
-                temperature: float) -> torch.Tensor:
+                patch_size: int, sigma: float, temperature: float,
+                chunk_elements: int) -> torch.Tensor:
         batch, _, height, width = correlation.shape
         displacement = correlation.new_empty(batch, 2, height, width)
         with torch.autocast(correlation.device.type, enabled=False):
-            for part in _chunks(batch, correlation[0].numel()):
+            for part in _chunks(batch, correlation[0].numel(),
+                                chunk_elements):
                 prob, _ = _probabilities(correlation[part], best_index[part],
                                          patch_size, sigma, temperature)
-                offsets = _offsets(patch_size, prob)
-                displacement[part, 0:1] = (prob.sum(dim=1) * offsets).sum(
-                    dim=1, keepdim=True)
-                displacement[part, 1:2] = (prob.sum(dim=2) * offsets).sum(
-                    dim=1, keepdim=True)
+                displacement[part] = _expectation(
+                    prob, _offsets(patch_size, prob))
         ctx.save_for_backward(correlation, best_index, displacement)
-        ctx.settings = (patch_size, sigma, temperature)
+        ctx.settings = (patch_size, sigma, temperature, chunk_elements)
         ctx.mark_non_differentiable(best_index)
         return displacement
 
@@ -111,11 +155,12 @@ class GaussianSoftArgmax(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_displacement: torch.Tensor):
         correlation, best_index, displacement = ctx.saved_tensors
-        patch_size, sigma, temperature = ctx.settings
+        patch_size, sigma, temperature, chunk_elements = ctx.settings
         batch = correlation.shape[0]
         grad_correlation = torch.empty_like(correlation)
         with torch.autocast(correlation.device.type, enabled=False):
-            for part in _chunks(batch, correlation[0].numel()):
+            for part in _chunks(batch, correlation[0].numel(),
+                                chunk_elements):
                 prob, scaled_gaussian = _probabilities(
                     correlation[part], best_index[part], patch_size, sigma,
                     temperature)
@@ -128,7 +173,7 @@ class GaussianSoftArgmax(torch.autograd.Function):
                 prob *= along_x.unsqueeze(1) + along_y.unsqueeze(2)
                 prob *= scaled_gaussian
                 grad_correlation[part] = prob.view_as(correlation[part])
-        return grad_correlation, None, None, None, None
+        return grad_correlation, None, None, None, None, None
 
 
 def gaussian_soft_argmax_plain(correlation: torch.Tensor,
@@ -137,25 +182,58 @@ def gaussian_soft_argmax_plain(correlation: torch.Tensor,
                                temperature: float) -> torch.Tensor:
     """:class:`GaussianSoftArgmax`'s displacement in plain, traceable ops.
 
-    Same arguments and result; autograd keeps its full-size temporaries, so
-    it serves exporters and compilers, not training.
+    Same arguments (without the budget) and result; autograd keeps its
+    full-size temporaries, so it serves exporters and compilers, not eager
+    training.
     """
-    batch, _, height, width = correlation.shape
-    grid = torch.arange(patch_size, device=correlation.device,
-                        dtype=correlation.dtype).view(1, patch_size, 1, 1)
-    best_y = torch.div(best_index, patch_size, rounding_mode='floor')
-    best_x = best_index - best_y * patch_size
-    gauss_y = torch.exp(-(grid - best_y).pow(2) / (2 * sigma**2))
-    gauss_x = torch.exp(-(grid - best_x).pow(2) / (2 * sigma**2))
-    gaussian = gauss_y.unsqueeze(2) * gauss_x.unsqueeze(1)
-    logits = correlation.view(batch, patch_size, patch_size, height, width)
-    logits = (logits * gaussian * temperature).view(batch, -1, height, width)
-    prob = F.softmax(logits, dim=1).view(batch, patch_size, patch_size,
-                                         height, width)
-    offsets = _offsets(patch_size, prob)
-    dy = (prob.sum(dim=2) * offsets).sum(dim=1, keepdim=True)
-    dx = (prob.sum(dim=1) * offsets).sum(dim=1, keepdim=True)
-    return torch.cat([dx, dy], dim=1)
+    channels, height, width = static_sizes(correlation)
+    gaussian = _gaussian(best_index, patch_size, sigma, correlation.dtype)
+    logits = correlation.view(-1, patch_size, patch_size, height, width)
+    logits = (logits * gaussian * temperature).view(-1, channels, height,
+                                                    width)
+    prob = F.softmax(logits, dim=1).view(-1, patch_size, patch_size, height,
+                                         width)
+    return _expectation(prob, _offsets(patch_size, prob))
+
+
+def kernel_soft_argmax(correlation: torch.Tensor,
+                       patch_size: int,
+                       sigma: float,
+                       temperature: float,
+                       chunk_elements: int = CHUNK_ELEMENTS):
+    """Displacement and confidence from a ReLU'd local correlation.
+
+    A hard argmax picks the best displacement; the correlation is damped by a
+    fixed Gaussian (std ``sigma`` grid units) around it, so that a second peak
+    cannot drag the estimate; a softmax with ``temperature`` and an expectation
+    per axis give a sub-grid displacement.
+
+    Args:
+        correlation (Tensor): (B, P*P, H, W), P = patch_size, channel
+            ``(dy + d) * P + (dx + d)`` for d = P // 2.
+        patch_size (int): P, odd.
+        sigma (float): std of the Gaussian kernel, in grid units.
+        temperature (float): softmax logits are ``correlation * temperature``.
+        chunk_elements (int): memory budget of the eager Function, values per
+            chunk of clips.
+
+    Returns:
+        tuple[Tensor, Tensor]: displacement (B, 2, H, W), channel 0 = dx,
+        channel 1 = dy, divided by d so both lie in [-1, 1]; confidence
+        (B, 1, H, W), the maximum of the correlation over displacements.
+    """
+    _check_channels('kernel_soft_argmax', correlation, patch_size)
+    confidence, best_index = correlation.max(dim=1, keepdim=True)
+    if is_exporting_or_compiling():
+        # Exporters and compilers get plain ops, not the autograd Function.
+        displacement = gaussian_soft_argmax_plain(correlation, best_index,
+                                                  patch_size, sigma,
+                                                  temperature)
+    else:
+        displacement = GaussianSoftArgmax.apply(correlation, best_index,
+                                                patch_size, sigma,
+                                                temperature, chunk_elements)
+    return displacement, confidence
 
 
 def plain_soft_argmax(correlation: torch.Tensor, patch_size: int,
@@ -175,17 +253,19 @@ def plain_soft_argmax(correlation: torch.Tensor, patch_size: int,
         divided by d (so in [-1, 1]); confidence (B, 1, H, W), the maximum
         of the correlation over displacements.
     """
-    batch, channels, height, width = correlation.shape
-    if channels != patch_size * patch_size:
-        raise ValueError(f'plain_soft_argmax: correlation has {channels} '
-                         f'channels, expected patch_size^2 = {patch_size}^2')
-    max_disp = patch_size // 2
+    _check_channels('plain_soft_argmax', correlation, patch_size)
+    _, height, width = static_sizes(correlation)
     confidence = correlation.max(dim=1, keepdim=True)[0]
     prob = F.softmax(correlation * temperature, dim=1).view(
-        batch, patch_size, patch_size, height, width)
-    offsets = (torch.arange(patch_size, device=correlation.device,
-                            dtype=correlation.dtype) - max_disp) / max_disp
-    offsets = offsets.view(1, patch_size, 1, 1)
-    dy = (prob.sum(dim=2) * offsets).sum(dim=1, keepdim=True)
-    dx = (prob.sum(dim=1) * offsets).sum(dim=1, keepdim=True)
-    return torch.cat([dx, dy], dim=1), confidence
+        -1, patch_size, patch_size, height, width)
+    return _expectation(prob, _offsets(patch_size, prob)), confidence
+
+
+def _check_channels(name: str, correlation: torch.Tensor,
+                    patch_size: int) -> None:
+    if correlation.dim() != 4:
+        raise ValueError(f'{name}: correlation must be (B, P*P, H, W), got a '
+                         f'{correlation.dim()}-D tensor')
+    if correlation.shape[1] != patch_size**2:
+        raise ValueError(f'{name}: correlation has {correlation.shape[1]} '
+                         f'channels, expected patch_size^2 = {patch_size}^2')

@@ -1,0 +1,37 @@
+"""What MotionSqueeze's kernels need to know about exporters and compilers.
+
+:func:`is_exporting_or_compiling` is the one place that decides when plain
+ops replace the eager autograd Functions and compiled kernels;
+:func:`static_sizes` reads the sizes a graph fixes anyway (channels, height,
+width) as constants, so that ``torch.jit.trace`` and the TorchScript-based
+ONNX exporter do not record a chain of shape ops for each reshape.
+"""
+import warnings
+from typing import Tuple
+
+import torch
+
+
+def is_exporting_or_compiling() -> bool:
+    """True while an exporter or compiler traces the model: torch.compile and
+    torch.export (dynamo, strict or not, also under the dynamo ONNX
+    exporter), the TorchScript-based ONNX exporter and ``torch.jit.trace``
+    (also mmengine's FLOP counter). Then autograd Functions and compiled
+    kernels give way to plain ops."""
+    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export())
+
+
+def static_sizes(tensor: torch.Tensor, first_dim: int = 1) -> Tuple[int, ...]:
+    """``tensor.shape[first_dim:]`` as Python ints.
+
+    Under ``torch.jit.trace`` sizes are traced values; these become
+    constants of the trace instead (use only for dimensions that a graph
+    fixes, never the batch dimension: reshape with -1 there).
+    """
+    sizes = tensor.shape[first_dim:]
+    if not torch.jit.is_tracing():
+        return tuple(sizes)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        return tuple(int(size) for size in sizes)
