@@ -165,20 +165,23 @@ def module_steps(module: nn.Module, inputs: torch.Tensor
     return dict(train=train, infer=infer)
 
 
-def correlation_step(impl: str, batch: int, channels: int, size: int,
-                     max_disp: int) -> Callable[[], object]:
-    """Forward and backward of ``local_correlation(impl=impl)`` on random
-    (batch, channels, size, size) maps, the gradient of the output a fixed
+def correlation_step(impl, batch: int, channels: int, size: int,
+                     max_disp: int, device='cpu') -> Callable[[], object]:
+    """Forward and backward of ``local_correlation(impl=impl)`` (or of
+    ``impl(f1, f2, max_disp)`` for a callable) on random (batch, channels,
+    size, size) maps on ``device``, the gradient of the output a fixed
     random tensor (allocated before, like the maps)."""
     from .models import local_correlation
+    kernel = impl if callable(impl) else (
+        lambda f1, f2, d: local_correlation(f1, f2, d, impl=impl))
     generator = torch.Generator().manual_seed(0)
     f1, f2 = (torch.randn(batch, channels, size, size, generator=generator
-                          ).requires_grad_() for _ in range(2))
+                          ).to(device).requires_grad_() for _ in range(2))
     grad = torch.randn(batch, (2 * max_disp + 1)**2, size, size,
-                       generator=generator)
+                       generator=generator).to(device)
 
     def step():
-        local_correlation(f1, f2, max_disp, impl=impl).backward(grad)
+        kernel(f1, f2, max_disp).backward(grad)
         # Dropped after the step, not before: a measurement that starts
         # with the previous gradients alive would hide the new ones.
         f1.grad = f2.grad = None

@@ -55,17 +55,21 @@ def test_peak_rss_growth_sees_a_temporary_and_needs_its_environment(
         bench.peak_rss_growth_mb(lambda: None)
 
 
+GRID_ONLY = ['--no-memory', '--no-correlation', '--no-onnx', '--no-compile']
+
+
+@pytest.mark.slow
 def test_benchmark_tool_small_grid(tmp_path):
-    """TSM, MSNet and MS on a tiny grid: every figure present, ratios of
-    MSNet over TSM, FLOPs differing by the MS module's."""
+    """TSM, MSNet, both with with_cp, and MS on a tiny grid: every figure
+    present, ratios of MSNet over TSM for both pairs, FLOPs differing by the
+    MS module's."""
     tool = load_tool('benchmark')
     report = tool.main([
         '--batch-sizes', '1', '--frames', '2', '--size', '32', '--rounds',
-        '1', '--warmup', '0', '--no-memory', '--no-correlation',
-        '--out-dir', str(tmp_path)
+        '1', '--warmup', '0', '--out-dir', str(tmp_path), *GRID_ONLY
     ])
     rows = {row['model']: row for row in report['rows']}
-    assert set(rows) == {'tsm', 'msnet', 'ms'}
+    assert set(rows) == {'tsm', 'msnet', 'tsm_cp', 'msnet_cp', 'ms'}
     for row in rows.values():
         assert row['train_step_s'] > 0 and row['inference_clips_per_s'] > 0
     assert rows['msnet']['params'] - rows['tsm']['params'] == 70905
@@ -73,15 +77,116 @@ def test_benchmark_tool_small_grid(tmp_path):
     # 4x4 maps after layer2 at 32 px, one pair: 64 * 225 * 16.
     assert rows['msnet']['correlation_flops'] == 64 * 225 * 16
     assert rows['ms']['correlation_flops'] == 64 * 225 * 16
-    (ratio, ) = report['ratios']
+    assert rows['msnet_cp']['flops'] == rows['msnet']['flops']
+    ratios = {ratio['pair']: ratio for ratio in report['ratios']}
+    assert set(ratios) == {'msnet/tsm', 'msnet_cp/tsm_cp'}
+    ratio = ratios['msnet/tsm']
     assert ratio['flops'] == pytest.approx(rows['msnet']['flops'] /
                                            rows['tsm']['flops'])
     assert ratio['train_step'] == pytest.approx(
         rows['msnet']['train_step_s'] / rows['tsm']['train_step_s'])
+    assert ratios['msnet_cp/tsm_cp']['train_step'] == pytest.approx(
+        rows['msnet_cp']['train_step_s'] / rows['tsm_cp']['train_step_s'])
     saved = json.loads((tmp_path / 'benchmark.json').read_text())
     assert saved['ratios'] == report['ratios']
     table = (tmp_path / 'benchmark.md').read_text()
-    assert '| MSNet-R50 | 1 | 2 |' in table and '| ratio | 1 | 2 |' in table
+    assert '| MSNet-R50 | 1 | 2 |' in table
+    assert '| MSNet-R50 / TSM-R50 | 1 | 2 |' in table
+    assert '| MSNet-R50 with_cp / TSM-R50 with_cp | 1 | 2 |' in table
+
+
+def test_with_cp_models_checkpoint_in_blocks_and_motion_squeeze():
+    tool = load_tool('benchmark')
+    model, _ = tool.build('msnet_cp', 2, 32, tool.torch.device('cpu'))
+    assert model.backbone.with_cp and model.backbone.ms_layer2.with_cp
+    model, _ = tool.build('msnet', 2, 32, tool.torch.device('cpu'))
+    assert not model.backbone.ms_layer2.with_cp
+
+
+@pytest.mark.slow
+def test_benchmark_correlation_part_against_the_baseline_kernel(tmp_path):
+    """The correlation part on a small case: today's kernels and the
+    baseline loaded from git, timed in turn, peak memory in children, the
+    ratios to 'fast' in the table."""
+    tool = load_tool('benchmark')
+    report = tool.main([
+        '--models', '--correlation-case', '3', '8', '12', '3',
+        '--correlation-rounds', '1', '--threads', '1', '--no-onnx',
+        '--no-compile', '--out-dir', str(tmp_path)
+    ])
+    correlation = report['correlation']
+    assert correlation['kernels'] == ['fast', 'baseline', 'reference']
+    assert correlation['case'] == dict(batch=3, channels=8, size=12,
+                                       max_disp=3)
+    for kernel in correlation['kernels']:
+        assert correlation[kernel]['fwd_bwd_s'] > 0
+        # At least the (3, 49, 12, 12) output and two input gradients.
+        assert correlation[kernel]['peak_memory_mb'] > 0.05
+    table = (tmp_path / 'benchmark.md').read_text()
+    assert '| baseline |' in table and '| time / fast |' in table
+
+
+def test_baseline_kernel_from_git_matches_todays():
+    tool = load_tool('benchmark')
+    baseline = tool.load_baseline_kernel(tool.BASELINE_REV)
+    f1, f2 = tool.torch.randn(2, 2, 4, 5, 6).unbind(0)
+    from msnet_plugin.models import local_correlation
+    tool.torch.testing.assert_close(baseline(f1, f2, 2),
+                                    local_correlation(f1, f2, 2))
+    with pytest.raises(RuntimeError, match='--baseline-rev none'):
+        tool.load_baseline_kernel('no-such-revision')
+
+
+def test_benchmark_report_writer_on_every_part():
+    """The markdown of a report with every part (figures made up: this
+    checks the writer, the measurements are checked above)."""
+    tool = load_tool('benchmark')
+    row = dict(batch=1, frames=8, train_step_s=2.0,
+               inference_clips_per_s=1.0, peak_train_memory_mb=100.0,
+               params=1e6, flops=1e9)
+    report = dict(
+        command='python tools/benchmark.py', rounds=3,
+        environment=dict(device='cpu', torch='2.13', threads=2,
+                         correlation_impl='fast'),
+        rows=[dict(row, model='tsm'), dict(row, model='msnet',
+                                           train_step_s=2.1)],
+        onnx=dict(frames=8, size=224, threads=2,
+                  tsm=dict(seconds=1.0), msnet=dict(seconds=1.04)),
+        compile=dict(ms_compile=dict(first_call_s=7.25),
+                     demo_compile=dict(first_call_s=50.0),
+                     ms_onnx_torchscript=dict(nodes=83),
+                     ms_onnx_dynamo=dict(nodes=89)),
+        correlation=dict(case=dict(batch=56, channels=64, size=28,
+                                   max_disp=7),
+                         kernels=['fast', 'baseline'],
+                         baseline_rev='5b51537fec1c98350ca3',
+                         fast=dict(fwd_bwd_s=0.1, peak_memory_mb=50.0),
+                         baseline=dict(fwd_bwd_s=0.12,
+                                       peak_memory_mb=60.0)))
+    report['ratios'] = tool.ratios(report['rows'])
+    table = tool.markdown(report)
+    assert '| MSNet-R50 / TSM-R50 | 1 | 8 | 1.050 |' in table
+    assert '| MSNet/TSM | 1.040 |' in table
+    assert '| MotionSqueeze(128) on (8, 128, 8, 8), first call | 7.2 s |' \
+        in table or '7.3 s' in table
+    assert '| MotionSqueeze(128) ONNX nodes, TorchScript exporter | 83 |' \
+        in table
+    assert '| baseline | 0.120 | 60 | 1.200 | 1.200 |' in table
+
+
+@pytest.mark.slow
+def test_benchmark_onnx_part_on_tiny_backbones(tmp_path):
+    """Both R50 backbones exported and run by onnxruntime at 32 px."""
+    tool = load_tool('benchmark')
+    report = tool.main([
+        '--models', '--size', '32', '--onnx-frames', '2', '--rounds', '1',
+        '--warmup', '0', '--no-correlation', '--no-compile', '--out-dir',
+        str(tmp_path)
+    ])
+    onnx = report['onnx']
+    assert onnx['tsm']['seconds'] > 0 and onnx['msnet']['seconds'] > 0
+    assert (tmp_path / 'onnx' / 'msnet_backbone.onnx').is_file()
+    assert '| MSNet/TSM |' in (tmp_path / 'benchmark.md').read_text()
 
 
 def test_benchmark_memory_child_measures_a_training_step():
@@ -110,3 +215,32 @@ def test_compare_zoo_reads_the_metafiles():
     assert any(entry['arch'] == 'TSN' for entry in entries)
     assert all(entry['dataset'] == 'sthv2' for entry in entries)
     assert all('r50' in entry['name'] for entry in entries)
+
+
+@pytest.mark.slow
+def test_benchmark_compile_child_compiles_motion_squeeze():
+    """The compile part's child (run in a fresh interpreter with an empty
+    inductor cache by the tool), in this process: MotionSqueeze(128) on
+    (8, 128, 8, 8), compiled output equal to eager."""
+    tool = load_tool('benchmark')
+    result = tool.compile_child(dict(kind='ms', threads=None))
+    assert result['first_call_s'] > 0
+    assert result['max_abs_diff'] < 1e-5
+
+
+@pytest.mark.slow
+def test_gpu_check_script_reports_every_step_without_a_gpu(tmp_path):
+    """tools/gpu_check.sh on a machine without CUDA: the CUDA tests are
+    skipped, the kernel check and the benchmark say that no device is
+    there, and the report holds every step with its exit status."""
+    result = subprocess.run(['bash', 'tools/gpu_check.sh', str(tmp_path)],
+                            cwd=osp.dirname(osp.dirname(__file__)),
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = (tmp_path / 'gpu_check.md').read_text()
+    assert '## CUDA tests' in report and 'exit status 0' in report
+    assert 'skipped' in report
+    assert ('## Kernels against the reference (`python tools/'
+            'check_kernels.py --device cuda`, exit status 1)') in report
+    assert 'no CUDA device is available' in report
+    assert '## Benchmark' in report

@@ -71,7 +71,7 @@ def test_fast_kernel_matches_reference_float32(shape, d, budget):
     last chunk shorter when B is odd) and the default budget."""
     chunk_elements = dict(one_value=1,
                           two_clips=2 * values_per_clip(shape, d),
-                          default=fast_correlation.CHUNK_ELEMENTS)[budget]
+                          default=None)[budget]
     torch.manual_seed(sum(shape) + d)
     f1, f2 = feature_maps(shape)
     grad_out = torch.randn(shape[0], (2 * d + 1)**2, *shape[2:])
@@ -335,3 +335,33 @@ def test_cuda_kernels_under_autocast(impl, dtype):
         torch.testing.assert_close(a.float(), b, rtol=tolerance,
                                    atol=tolerance)
 
+
+
+def test_kernel_check_tool_on_cpu(load_tool):
+    """tools/check_kernels.py (run by tools/gpu_check.sh on CUDA) on the
+    CPU, on one small case: 'fast' in float32 and under float16 and
+    bfloat16 autocast, the CUDA kernels reported as not run, the soft-argmax
+    and the kernel 'auto' picks."""
+    tool = load_tool('check_kernels')
+    lines, passed = tool.check(torch.device('cpu'), cases=[(2, 8, 6, 7, 2)])
+    report = '\n'.join(lines)
+    assert passed, report
+    for precision in ('float32', 'float16 autocast', 'bfloat16 autocast'):
+        assert f'| fast | {precision} | (2, 8, 6, 7, 2) |' in report
+    assert '| mmcv | | | | | | | not run:' in report
+    assert "'auto' picks 'fast' on cpu." in report
+
+
+def test_kernel_check_tool_reports_a_wrong_kernel(load_tool, monkeypatch):
+    """A kernel whose gradient is off fails the check (exit status 1)."""
+    tool = load_tool('check_kernels')
+    real = tool.local_correlation
+
+    def wrong(f1, f2, d, impl='auto'):
+        return real(f1, f2, d, impl=impl) * 1.001
+
+    monkeypatch.setattr(tool, 'local_correlation', wrong)
+    lines, passed = tool.check(torch.device('cpu'), cases=[(1, 4, 5, 5, 1)])
+    assert not passed
+    assert '| fast | float32 | (1, 4, 5, 5, 1) |' in '\n'.join(lines)
+    assert 'FAILED' in '\n'.join(lines)

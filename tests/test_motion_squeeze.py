@@ -219,3 +219,36 @@ def test_run_time_errors_name_the_numbers():
         MotionSqueeze(16, out_channels=4)(torch.randn(8, 16, 6, 6))
     with pytest.raises(ValueError, match='same shape'):
         local_correlation(torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 4), 1)
+
+
+@pytest.fixture
+def full_float32_on_cuda():
+    """cuDNN convolutions (and, if enabled, matrix products) round float32
+    to TF32 by default; a comparison with the CPU needs full float32."""
+    settings = (torch.backends.cudnn.allow_tf32,
+                torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    (torch.backends.cudnn.allow_tf32,
+     torch.backends.cuda.matmul.allow_tf32) = settings
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_motion_squeeze_on_cuda_matches_the_cpu(with_cp, full_float32_on_cuda):
+    """The module on CUDA ('auto': a compiled kernel if one passes its check,
+    else 'fast'), output and gradients against the same weights on the
+    CPU."""
+    torch.manual_seed(0)
+    cpu = MotionSqueeze(32, num_segments=4, with_cp=with_cp)
+    gpu = MotionSqueeze(32, num_segments=4, with_cp=with_cp).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(8, 32, 14, 14)
+    grad_out = torch.randn(8, 32, 14, 14)
+    expected = outputs_and_gradients(cpu, x, grad_out)
+    got = outputs_and_gradients(gpu, x.cuda(), grad_out.cuda())
+    scale = max(float(t.abs().max()) for t in expected)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-4, atol=1e-4 * scale)

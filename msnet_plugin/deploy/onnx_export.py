@@ -37,7 +37,8 @@ def export_onnx(module: nn.Module,
                 frames: torch.Tensor,
                 path: str,
                 exporter: str = 'torchscript',
-                opset: Optional[int] = None) -> str:
+                opset: Optional[int] = None,
+                batch_multiple: int = 1) -> str:
     """Export ``module`` (frames -> scores) to ``path`` with a dynamic batch.
 
     Args:
@@ -48,6 +49,9 @@ def export_onnx(module: nn.Module,
         exporter (str): ``'torchscript'`` or ``'dynamo'`` (module docstring).
         opset (int, optional): ONNX opset; None: :data:`DEFAULT_OPSET` for
             ``'torchscript'``, the exporter's own default for ``'dynamo'``.
+        batch_multiple (int): the dynamic axis is a multiple of this (for
+            ``'dynamo'``, which checks it: e.g. ``num_segments`` for a module
+            that takes (N*T, C, H, W) frames).
 
     Returns:
         str: ``path``. The graph has input ``frames`` and output ``scores``.
@@ -78,10 +82,11 @@ def export_onnx(module: nn.Module,
             _optimize_onnx_file(path)
         else:
             batch = torch.export.Dim('batch')
+            if batch_multiple != 1:
+                batch = batch_multiple * batch
             torch.onnx.export(
                 module, (frames, ), path, dynamo=True, opset_version=opset,
-                dynamic_shapes={'frames': {0: batch}}, verbose=False,
-                **names)
+                dynamic_shapes=({0: batch}, ), verbose=False, **names)
     return path
 
 

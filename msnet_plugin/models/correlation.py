@@ -36,7 +36,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .fast_correlation import (CHUNK_ELEMENTS, FastLocalCorrelation,
+from .fast_correlation import (FastLocalCorrelation, default_chunk_elements,
                                strip_correlation)
 from .tracing import is_exporting_or_compiling
 
@@ -50,7 +50,7 @@ def local_correlation(f1: torch.Tensor,
                       f2: torch.Tensor,
                       max_displacement: int,
                       impl: str = 'auto',
-                      chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+                      chunk_elements: Optional[int] = None) -> torch.Tensor:
     """Dot products of ``f1`` with ``f2`` over a square window of displacements.
 
     Args:
@@ -58,8 +58,10 @@ def local_correlation(f1: torch.Tensor,
         f2 (Tensor): (B, C, H, W) features of frame t+1.
         max_displacement (int): d; displacements -d..d on each axis.
         impl (str): one of :data:`IMPLEMENTATIONS` (module doc).
-        chunk_elements (int): memory budget of the eager ``'fast'`` kernel,
-            values per chunk of clips (a chunk has at least one clip).
+        chunk_elements (int, optional): memory budget of the eager
+            ``'fast'`` kernel, values per chunk of clips (a chunk has at
+            least one clip); None: the device's default
+            (:func:`.fast_correlation.default_chunk_elements`).
 
     Returns:
         Tensor: (B, (2d+1)^2, H, W). Channel ``(dy + d) * (2d + 1) + (dx + d)``
@@ -73,6 +75,8 @@ def local_correlation(f1: torch.Tensor,
     if is_exporting_or_compiling():
         return strip_correlation(f1, f2, max_displacement)
     if name == 'fast':
+        if chunk_elements is None:
+            chunk_elements = default_chunk_elements(f1.device)
         return FastLocalCorrelation.apply(f1, f2, max_displacement,
                                           chunk_elements)
     return _COMPILED_KERNELS[name](f1, f2, max_displacement)
@@ -260,7 +264,8 @@ def _triton(f1: torch.Tensor, f2: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def _fast(f1: torch.Tensor, f2: torch.Tensor, d: int) -> torch.Tensor:
-    return FastLocalCorrelation.apply(f1, f2, d, CHUNK_ELEMENTS)
+    return FastLocalCorrelation.apply(f1, f2, d,
+                                      default_chunk_elements(f1.device))
 
 
 _COMPILED_KERNELS = {'mmcv': _mmcv, 'triton': _triton}

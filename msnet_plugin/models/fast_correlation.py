@@ -40,11 +40,18 @@ from .tracing import static_sizes
 #: large enough to run fast. The strip height used is the divisor of H
 #: closest to it, so that strips tile the map exactly.
 PREFERRED_STRIP_ROWS = 4
-#: Memory budget of :class:`FastLocalCorrelation`: values held by the
-#: temporaries of one chunk of clips (2 MiB in float32, so that they stay in
-#: cache: larger chunks measured slower at 8x8 and 28x28); a chunk has at
-#: least one clip.
-CHUNK_ELEMENTS = 1 << 19
+#: Memory budget of the eager kernels (this one and the soft-argmax):
+#: values held by the temporaries of one chunk of clips (a chunk has at
+#: least one clip). On the CPU 2 MiB in float32, so that they stay in cache
+#: (larger chunks measured slower at 8x8 and 28x28); on other devices
+#: 256 MiB, so that a batch takes few kernel launches.
+CHUNK_ELEMENTS = {'cpu': 1 << 19}
+DEVICE_CHUNK_ELEMENTS = 1 << 26
+
+
+def default_chunk_elements(device: torch.device) -> int:
+    """The memory budget of the eager kernels on ``device``."""
+    return CHUNK_ELEMENTS.get(device.type, DEVICE_CHUNK_ELEMENTS)
 
 
 def strip_rows_for(height: int) -> int:

@@ -22,11 +22,13 @@ temperature), ``p = softmax(l)`` and ``u = sum_k p_k * ox_k`` (ox_k the
 normalised horizontal offset of displacement k; v likewise with oy),
 ``dL/dc_k = T * w_k * p_k * (g_u * (ox_k - u) + g_v * (oy_k - v))``.
 """
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .fast_correlation import CHUNK_ELEMENTS
+from .fast_correlation import default_chunk_elements
 from .tracing import is_exporting_or_compiling, static_sizes
 
 
@@ -77,16 +79,18 @@ def _expectation(prob: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """(b, P, P, H, W) probabilities over the window -> (b, 2, H, W)
     expected offsets, channel 0 = dx, channel 1 = dy.
 
-    One 1x1 convolution with fixed weights (the offsets of each window
-    entry): a single pass over the probabilities, one node in a graph.
+    One matrix product with fixed weights (the offsets of each window
+    entry): a single pass over the probabilities, one node in a graph. (A
+    matrix product, not a 1x1 convolution: cuDNN convolutions round float32
+    to TF32 by default, matrix products do not.)
     """
     patch_size, _, height, width = static_sizes(prob)
     weight = torch.stack([
         offsets.view(1, patch_size).expand(patch_size, patch_size),
         offsets.view(patch_size, 1).expand(patch_size, patch_size)
-    ]).reshape(2, patch_size * patch_size, 1, 1)
-    return F.conv2d(prob.reshape(-1, patch_size * patch_size, height, width),
-                    weight)
+    ]).reshape(2, patch_size * patch_size)
+    flat = prob.reshape(-1, patch_size * patch_size, height * width)
+    return torch.matmul(weight, flat).view(-1, 2, height, width)
 
 
 def _probabilities(correlation: torch.Tensor, best_index: torch.Tensor,
@@ -200,7 +204,7 @@ def kernel_soft_argmax(correlation: torch.Tensor,
                        patch_size: int,
                        sigma: float,
                        temperature: float,
-                       chunk_elements: int = CHUNK_ELEMENTS):
+                       chunk_elements: Optional[int] = None):
     """Displacement and confidence from a ReLU'd local correlation.
 
     A hard argmax picks the best displacement; the correlation is damped by a
@@ -214,8 +218,9 @@ def kernel_soft_argmax(correlation: torch.Tensor,
         patch_size (int): P, odd.
         sigma (float): std of the Gaussian kernel, in grid units.
         temperature (float): softmax logits are ``correlation * temperature``.
-        chunk_elements (int): memory budget of the eager Function, values per
-            chunk of clips.
+        chunk_elements (int, optional): memory budget of the eager Function,
+            values per chunk of clips; None: the device's default
+            (:func:`.fast_correlation.default_chunk_elements`).
 
     Returns:
         tuple[Tensor, Tensor]: displacement (B, 2, H, W), channel 0 = dx,
@@ -230,6 +235,8 @@ def kernel_soft_argmax(correlation: torch.Tensor,
                                                   patch_size, sigma,
                                                   temperature)
     else:
+        if chunk_elements is None:
+            chunk_elements = default_chunk_elements(correlation.device)
         displacement = GaussianSoftArgmax.apply(correlation, best_index,
                                                 patch_size, sigma,
                                                 temperature, chunk_elements)
@@ -266,6 +273,7 @@ def _check_channels(name: str, correlation: torch.Tensor,
     if correlation.dim() != 4:
         raise ValueError(f'{name}: correlation must be (B, P*P, H, W), got a '
                          f'{correlation.dim()}-D tensor')
-    if correlation.shape[1] != patch_size**2:
-        raise ValueError(f'{name}: correlation has {correlation.shape[1]} '
-                         f'channels, expected patch_size^2 = {patch_size}^2')
+    channels = static_sizes(correlation)[0]
+    if channels != patch_size**2:
+        raise ValueError(f'{name}: correlation has {channels} channels, '
+                         f'expected patch_size^2 = {patch_size}^2')
