@@ -17,13 +17,6 @@ README = REPO / 'README.md'
 README_LIMIT = 15_000
 DOC_PAGES = sorted((REPO / 'docs').glob('*.md'))
 
-#: Written on other branches of the same issue; the README already links to
-#: them. Empty both sets (and delete the xfail test below) once merged.
-PAGES_FROM_OTHER_BRANCHES = {'docs/compatibility.md', 'docs/motion_benchmark.md'}
-SPEC_CITATIONS_FIXED_ON_OTHER_BRANCHES = {
-    'msnet_plugin/models/motion_squeeze.py', 'tools/compare_zoo.py'
-}
-
 #: sha256 of the Apache License 2.0 terms ("TERMS AND CONDITIONS FOR USE" to
 #: "END OF TERMS AND CONDITIONS"), whitespace collapsed to single spaces.
 APACHE_2_TERMS_SHA256 = (
@@ -157,8 +150,6 @@ def test_every_relative_link_leads_to_a_file_and_heading_of_the_repo():
                                 'the repository')
                 continue
             name = relative(target)
-            if name in PAGES_FROM_OTHER_BRANCHES and not target.exists():
-                continue
             if not target.exists():
                 problems.append(f'{relative(path)}: {name} does not exist')
             elif anchor and target.suffix == '.md' and anchor not in (
@@ -223,22 +214,12 @@ def repository_files():
 def test_no_file_outside_tests_cites_the_spec_file_outside_the_repository():
     citing = []
     for name in repository_files():
-        if name.startswith('tests/') or (
-                name in SPEC_CITATIONS_FIXED_ON_OTHER_BRANCHES):
+        if name.startswith('tests/'):
             continue
         if b'MSNET_SPEC' in (REPO / name).read_bytes():
             citing.append(name)
     assert not citing, (f'{citing} cite MSNET_SPEC.md, a file outside the '
                         'repository: cite the paper (Kwon et al., ECCV 2020)')
-
-
-@pytest.mark.xfail(strict=True, reason='pages and fixes from the other '
-                   'branches of issue 11 are not merged yet; once this '
-                   'passes, empty the two sets above and delete this test')
-def test_work_of_other_branches_has_landed():
-    assert all((REPO / page).is_file() for page in PAGES_FROM_OTHER_BRANCHES)
-    assert not any(b'MSNET_SPEC' in (REPO / name).read_bytes()
-                   for name in SPEC_CITATIONS_FIXED_ON_OTHER_BRANCHES)
 
 
 def test_license_is_the_apache_2_text_that_setup_cfg_names():
