@@ -365,3 +365,18 @@ def test_kernel_check_tool_reports_a_wrong_kernel(load_tool, monkeypatch):
     assert not passed
     assert '| fast | float32 | (1, 4, 5, 5, 1) |' in '\n'.join(lines)
     assert 'FAILED' in '\n'.join(lines)
+
+
+def test_fast_kernel_takes_non_contiguous_maps_and_gradients():
+    """Channels-last maps and a transposed output gradient give the
+    reference's numbers."""
+    torch.manual_seed(4)
+    f1, f2 = (t.contiguous(memory_format=torch.channels_last)
+              for t in feature_maps((2, 6, 8, 8)))
+    grad_out = torch.randn(2, 25, 8, 8).transpose(2, 3)
+    fast = values_and_grads(lambda a, b: local_correlation(a, b, 2), f1, f2,
+                            grad_out)
+    reference = values_and_grads(
+        lambda a, b: local_correlation_reference(a, b, 2), f1, f2, grad_out)
+    for got, expected in zip(fast, reference):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

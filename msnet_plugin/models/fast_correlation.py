@@ -21,11 +21,14 @@ bmm, gather) that autograd, ``torch.compile``, ``torch.export``, both ONNX
 exporters and ``torch.jit.trace`` see whole; the gathers' indices depend on
 H, W and d only, never on the batch size. Autograd keeps its window copies
 (about 6.8 times ``f2``) and the product for backward, so eager training
-uses :class:`FastLocalCorrelation`: the same functions on chunks of clips
-whose temporaries fit a memory budget, saving only ``f1`` and ``f2``; its
-backward recomputes the windows chunk by chunk and applies the adjoints of
-the two gathers (an index copy into the product's layout, an index add of
-the windows' gradients back into rows of ``f2``) around two more ``bmm``.
+uses :class:`FastLocalCorrelation`: the same product on chunks of clips
+whose temporaries fit a memory budget, saving only ``f1`` and ``f2``, with
+the two gathers read as strided views of the same geometry
+(:func:`_band_geometry`, :func:`_window_row_geometry`; faster than index
+tensors). Its backward recomputes the windows chunk by chunk: the output
+gradient is written into the product's layout (zero outside the window),
+two more ``bmm`` give the gradients of the strips and of the windows, and
+the windows' gradients are added back into the rows they were read from.
 """
 from typing import NamedTuple, Tuple
 
@@ -45,13 +48,14 @@ PREFERRED_STRIP_ROWS = 4
 #: least one clip). On the CPU 2 MiB in float32, so that they stay in cache
 #: (larger chunks measured slower at 8x8 and 28x28); on other devices
 #: 256 MiB, so that a batch takes few kernel launches.
-CHUNK_ELEMENTS = {'cpu': 1 << 19}
+CPU_CHUNK_ELEMENTS = 1 << 19
 DEVICE_CHUNK_ELEMENTS = 1 << 26
 
 
 def default_chunk_elements(device: torch.device) -> int:
     """The memory budget of the eager kernels on ``device``."""
-    return CHUNK_ELEMENTS.get(device.type, DEVICE_CHUNK_ELEMENTS)
+    return (CPU_CHUNK_ELEMENTS
+            if device.type == 'cpu' else DEVICE_CHUNK_ELEMENTS)
 
 
 def strip_rows_for(height: int) -> int:
@@ -219,7 +223,8 @@ def _chunk_operands(f1: torch.Tensor, f2: torch.Tensor, layout: StripLayout):
     strip_width = layout.rows * layout.width
     strips = f1.reshape(clips, channels, layout.strips,
                         strip_width).permute(0, 2, 3, 1)
-    padded = F.pad(f2, (layout.max_disp, ) * 4)
+    # Contiguous (B, C, H, W): the strided view below assumes that layout.
+    padded = F.pad(f2, (layout.max_disp, ) * 4).contiguous()
     (strips_n, window_rows), (row_step, _) = _window_row_geometry(layout)
     plane = padded[0, 0].numel()
     windows = padded.as_strided(
@@ -255,8 +260,10 @@ def _backward(grad_output: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor,
     batch, channels, height, width = f1.shape
     layout = StripLayout.of(height, width, max_disp)
     strip_width = layout.rows * width
-    grad_f1 = torch.empty_like(f1) if needs_grad[0] else None
-    grad_f2 = torch.empty_like(f2) if needs_grad[1] else None
+    grad_output = grad_output.contiguous()
+    # Contiguous whatever the inputs' memory format: written through views.
+    grad_f1 = f1.new_empty(f1.shape) if needs_grad[0] else None
+    grad_f2 = f2.new_empty(f2.shape) if needs_grad[1] else None
     product_grad = None
     for part in _chunks(batch, clips_per_chunk(layout, channels,
                                                chunk_elements)):
