@@ -99,6 +99,7 @@ def test_bad_video_error_crosses_dataloader_workers(tmp_path):
         list(loader)
 
 
+@pytest.mark.slow
 def test_missing_rawframe_error_names_folder_and_line(tmp_path):
     ann_file = generate_rawframe_dataset(str(tmp_path), num_videos=3, seed=0,
                                          size=32, speed=4)

@@ -35,6 +35,7 @@ def test_alternating_medians_rotate_and_take_medians(monkeypatch):
         bench.alternating_medians(dict(a=work('a')), rounds=0)
 
 
+@pytest.mark.slow
 def test_peak_rss_growth_sees_a_temporary_and_needs_its_environment(
         monkeypatch):
     """In a child started with MEMORY_ENV, a freed 64 MiB temporary shows as
@@ -189,6 +190,7 @@ def test_benchmark_onnx_part_on_tiny_backbones(tmp_path):
     assert '| MSNet/TSM |' in (tmp_path / 'benchmark.md').read_text()
 
 
+@pytest.mark.slow
 def test_benchmark_memory_child_measures_a_training_step():
     """The MS module's training step on 4 clips x 4 frames of (512, 8, 8)
     features, in a child process: at least its (16, 512, 8, 8) float32

@@ -108,6 +108,7 @@ def test_a_dataloader_workers_error_is_shown_as_the_worker_raised_it():
         '0 bytes')
 
 
+@pytest.mark.slow
 def test_a_config_that_does_not_exist_or_does_not_parse(tmp_path,
                                                         tool_error):
     assert tool_error('train', [tmp_path / 'nothere.py']) == (

@@ -92,6 +92,7 @@ print(before, compat.mmengine_checkpoints_fail_safe_loading())
 '''
 
 
+@pytest.mark.slow
 def test_safe_loading_probe_sees_the_defect_and_its_fix():
     """On torch >= 2.6 with mmengine 0.10.7, mmengine's loader refuses its
     own checkpoints until the allowlist is applied."""
@@ -110,6 +111,7 @@ for launcher in sys.argv[1:]:
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
 def test_cpu_distributed_workaround_only_for_a_pytorch_launch():
     returncode, stdout, stderr = run_python(LAUNCHER_SCRIPT, 'none',

@@ -156,6 +156,7 @@ def test_demo_as_in_readme_learns_motion(tmp_path):
     assert accuracies(tested, 'test')[0] >= 0.75
 
 
+@pytest.mark.slow
 def test_test_tool_names_a_missing_checkpoint_in_one_line(tmp_path):
     """In a fresh interpreter, as a user runs it: one line on stderr, no
     traceback, exit status 2 (msnet_plugin/cli.py)."""
