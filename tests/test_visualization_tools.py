@@ -1,7 +1,6 @@
 """tools/visualize_motion.py and tools/demo.py end to end on a generated
 video (their main(argv), in this process), and MotionVisualizationHook in a
 Runner's validation."""
-import importlib.util
 from pathlib import Path
 
 import decord
@@ -27,15 +26,6 @@ HOOK_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic_motion_vis.py'
 LABEL_MAP = REPO / 'resources' / 'label_map_synthetic_motion.txt'
 
 
-def load_tool(script):
-    """tools/<script> as a module, to call its main(argv) in this process."""
-    spec = importlib.util.spec_from_file_location(
-        Path(script).stem, REPO / 'tools' / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def video_and_checkpoint(tmp_path_factory):
     """A generated 64 px clip moving right (mp4) and a checkpoint of the
@@ -56,6 +46,7 @@ def test_label_map_is_the_synthetic_classes():
 
 
 def test_visualize_motion_writes_a_grid_and_a_gif(tmp_path, capsys,
+                                                  load_tool,
                                                   video_and_checkpoint):
     video, _ = video_and_checkpoint
     out = tmp_path / 'out'
@@ -83,7 +74,7 @@ def test_visualize_motion_writes_a_grid_and_a_gif(tmp_path, capsys,
         assert animation.size == (4 * 128 + 5 * 2, 128)
 
 
-def test_visualize_motion_names_a_missing_video(tmp_path, capsys):
+def test_visualize_motion_names_a_missing_video(tmp_path, capsys, load_tool):
     with pytest.raises(SystemExit):
         load_tool('visualize_motion.py').main([
             str(DEMO_CONFIG), 'none', str(tmp_path / 'missing.mp4'), '--out',
@@ -103,7 +94,7 @@ def test_rawframe_test_pipeline_reads_a_video_file(video_and_checkpoint):
 
 
 def test_demo_prints_top_labels_and_writes_the_labelled_video(
-        tmp_path, capsys, video_and_checkpoint):
+        tmp_path, capsys, load_tool, video_and_checkpoint):
     video, checkpoint = video_and_checkpoint
     out = tmp_path / 'labelled.mp4'
     load_tool('demo.py').main([
