@@ -228,8 +228,9 @@ def test_torch_compile_gives_eager_outputs_and_gradients(motion_squeeze_128):
     module, traced_input, other_input, expected = motion_squeeze_128
     with torch.no_grad():
         compiled = torch.compile(module, dynamic=False)
-        torch.testing.assert_close(compiled(other_input), expected,
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            compiled(other_input), expected, rtol=1e-5,
+            atol=1e-5 * float(expected.abs().max()))
     torch.manual_seed(1)
     trained = MotionSqueeze(128, num_segments=8)
     grad_out = torch.randn(24, 128, 8, 8)
@@ -241,7 +242,11 @@ def test_torch_compile_gives_eager_outputs_and_gradients(motion_squeeze_128):
             torch.autograd.grad(out, [x] + list(trained.parameters()),
                                 grad_out)))
     compiled_out, eager_out = results[1][0], results[0][0]
-    torch.testing.assert_close(compiled_out, eager_out, rtol=1e-5, atol=1e-5)
+    # Inductor fuses and reorders float32 sums: within 1e-5 of the largest
+    # output value.
+    torch.testing.assert_close(
+        compiled_out, eager_out, rtol=1e-5,
+        atol=1e-5 * float(eager_out.abs().max()))
     # Gradients sum thousands of terms in another order: within 1e-5 of the
     # largest gradient (BatchNorm weights' gradients cancel to ~1e-4 of it).
     scale = max(grad.abs().max() for grad in results[0][1:])
