@@ -43,7 +43,8 @@ LOSS_TOLERANCE = 1e-6
 
 # Runs tools/train.py with os.fsync slowed down (60 s) for the temporary file
 # of one checkpoint, named in argv[1], so a test can kill the process while
-# that checkpoint is being written.
+# that checkpoint is being written. It prints SLOW_FSYNC_STARTED when the
+# slow fsync begins: a signal sent after that line lands inside the save.
 SLOW_SAVE_LAUNCHER = '''
 import os, runpy, sys, time
 slow_name, tool = sys.argv[1], sys.argv[2]
@@ -54,6 +55,7 @@ def fsync(fd):
     except OSError:
         name = ''
     if name.startswith('.' + slow_name + '.'):
+        print('slow fsync started', flush=True)
         time.sleep(60)
     return real_fsync(fd)
 os.fsync = fsync
@@ -92,6 +94,9 @@ fileio.open = open_on_a_full_disk
 sys.argv = sys.argv[2:]
 runpy.run_path(tool, run_name='__main__')
 '''
+
+
+SLOW_FSYNC_STARTED = 'slow fsync started'
 
 
 def crash_test_options(data_dir):
@@ -229,7 +234,7 @@ def test_sigkill_during_save_and_mid_epoch_then_resume(tmp_path):
     saving = run_and_kill(
         train_command(work_dir, data_dir,
                       launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
-        tmp_path, lambda out: bool(glob.glob(f'{work_dir}/.epoch_2.pth.*')))
+        tmp_path, lambda out: SLOW_FSYNC_STARTED in out)
     assert 'Saving checkpoint at 1 epochs' in saving
     assert 'Saving checkpoint at 2 epochs' in saving
     assert glob.glob(f'{work_dir}/.epoch_2.pth.*.tmp*')  # the unfinished save
@@ -285,10 +290,6 @@ def resume_advice(work_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason='timing: once, in a fresh virtual '
-                   'environment, the SIGINT did not land inside the slowed '
-                   'save and the run finished; passes when run alone. Make '
-                   'the trigger wait for the slowed fsync itself.')
 def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_says_how_to_resume(
         tmp_path):
     """SIGINT while epoch_2.pth is written (its fsync slowed down): exit
@@ -298,7 +299,7 @@ def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_says_how_to_resume(
     returncode, output = run_and_signal(
         train_command(work_dir, data_dir,
                       launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
-        tmp_path, lambda out: bool(glob.glob(f'{work_dir}/.epoch_2.pth.*')),
+        tmp_path, lambda out: SLOW_FSYNC_STARTED in out,
         signal.SIGINT)
     assert returncode == EXIT_INTERRUPTED, output[-3000:]
     assert 'Traceback' not in output
