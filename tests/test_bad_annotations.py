@@ -212,6 +212,7 @@ def test_unlabeled_test_set_predicts_without_metrics_and_refuses_accuracy(
     assert all(p['pred_score'].shape == (4, ) for p in predictions)
 
 
+@pytest.mark.slow
 def test_test_tool_prints_an_annotation_error_in_one_line(
         tmp_path, tool_error, monkeypatch):
     """The dataset is built by the Runner, after the tool's checks: its

@@ -178,6 +178,7 @@ def test_auto_resume_checks_the_checkpoint_last_checkpoint_names(
         f'last_checkpoint) {work_dir}/epoch_2.pth is empty (0 bytes)')
 
 
+@pytest.mark.slow
 def test_bare_weights_are_accepted_where_weights_are_loaded(tmp_path):
     """A state dict saved alone loads like mmengine's checkpoint: the
     Runner copies the same tensors in (checked by CheckpointMatchHook)."""

@@ -124,6 +124,7 @@ def test_missing_rawframe_error_names_folder_and_line(tmp_path):
     assert str(frame) in message
 
 
+@pytest.mark.slow
 def test_skip_switch_skips_counts_and_refuses_test_mode(tmp_path):
     ann_file = write_video_list(tmp_path)
     damage(tmp_path / '1.mp4', 'corrupt')
@@ -208,6 +209,7 @@ def demo_cfg(tmp_path, **loader_changes):
     return cfg
 
 
+@pytest.mark.slow
 def test_label_outside_head_classes_stops_before_training(tmp_path):
     """The dataset does not know num_classes: DatasetCheckHook compares the
     labels with the model's head before the first iteration."""
@@ -290,6 +292,7 @@ def other_checkpoints(tmp_path):
     return paths
 
 
+@pytest.mark.slow
 def test_checkpoint_of_other_class_count_lists_shapes(tmp_path,
                                                       other_checkpoints):
     cfg = demo_cfg(tmp_path)
@@ -307,6 +310,7 @@ def test_checkpoint_of_other_class_count_lists_shapes(tmp_path,
         'It was probably saved for another architecture')
 
 
+@pytest.mark.slow
 def test_checkpoint_of_other_architecture_lists_keys(tmp_path,
                                                      other_checkpoints):
     cfg = demo_cfg(tmp_path)

@@ -139,6 +139,31 @@ def test_baseline_kernel_from_git_matches_todays(load_tool):
         tool.load_baseline_kernel('no-such-revision')
 
 
+def test_benchmark_profile_part_names_where_ms_spends_its_step(
+        tmp_path, load_tool):
+    """--profile alone: the MS module's training step profiled, its ops by
+    share of self time (largest first, shares of one total), in the
+    table."""
+    tool = load_tool('benchmark')
+    report = tool.main([
+        '--models', '--frames', '2', '--size', '64', '--rounds', '2',
+        '--warmup', '0', '--threads', '1', '--profile', '--profile-ops', '40',
+        '--no-onnx', '--no-compile', '--no-correlation', '--out-dir',
+        str(tmp_path)
+    ])
+    profile = report['profile']
+    assert profile['shape'] == [2, 512, 8, 8] and profile['steps'] == 2
+    shares = [op['share'] for op in profile['ops']]
+    assert shares == sorted(shares, reverse=True)
+    assert 0.5 < sum(shares) <= 1 + 1e-9
+    ops = {op['op']: op for op in profile['ops']}
+    # Five convolutions, forward and backward, each step.
+    assert ops['aten::convolution_backward']['calls_per_step'] == 9
+    table = (tmp_path / 'benchmark.md').read_text()
+    assert 'Where a training step of the MS module alone goes' in table
+    assert '| aten::convolution_backward |' in table
+
+
 def test_benchmark_report_writer_on_every_part(load_tool):
     """The markdown of a report with every part (figures made up: this
     checks the writer, the measurements are checked above)."""

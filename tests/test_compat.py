@@ -65,6 +65,7 @@ print('upstream untouched')
 '''
 
 
+@pytest.mark.slow
 def test_importing_every_module_of_the_plugin_changes_no_upstream_code():
     returncode, stdout, stderr = run_python(GUEST_SCRIPT)
     assert returncode == 0, stderr[-3000:]
@@ -225,6 +226,7 @@ def build_toy_runner(work_dir, name, max_epochs, resume=False):
         resume=resume, log_level='WARNING')
 
 
+@pytest.mark.slow
 def test_mmengine_checkpoint_loads_safely_and_resumes(tmp_path):
     build_toy_runner(tmp_path, f'first_{tmp_path.name}', max_epochs=2).train()
     checkpoint = torch.load(tmp_path / 'epoch_2.pth', weights_only=True)

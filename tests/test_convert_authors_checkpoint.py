@@ -269,6 +269,7 @@ def test_classifier_without_dropout_is_base_model_fc1(tmp_path):
         checkpoint['state_dict']['module.base_model.fc1.weight'][..., 0])
 
 
+@pytest.mark.slow
 def test_tool_converts_r18_for_an_r50_config_changed_by_options(
         tmp_path, load_tool, capsys):
     """The authors' released script builds ResNet-18: a 174-class one for

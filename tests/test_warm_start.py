@@ -66,6 +66,7 @@ def test_compare_checkpoint_keys():
         shape_mismatch={'b': ((4, ), (3, ))})
 
 
+@pytest.mark.slow
 def test_tsm_zoo_checkpoint_warm_starts_msnet(tmp_path, monkeypatch):
     """All TSM-R50 backbone and head weights load; MS keeps its init; the
     log names exactly MS's tensors as new and nothing as unused."""
@@ -88,6 +89,7 @@ def test_tsm_zoo_checkpoint_warm_starts_msnet(tmp_path, monkeypatch):
             f'{len(after)} tensors loaded') in log
 
 
+@pytest.mark.slow
 def test_kinetics_msnet_checkpoint_starts_hmdb51(tmp_path, monkeypatch):
     """Everything but the 400-class fc loads into the 51-class model."""
     k400_state = save_random_checkpoint(
