@@ -21,7 +21,10 @@ Parts (each can be skipped):
   today's kernels ('fast', 'reference'; on CUDA also 'mmcv' and 'triton'
   where they run) and the baseline: the 'fast' kernel of git revision
   ``--baseline-rev`` (by default the last one before correlation v2), loaded
-  from git.
+  from git;
+- ``--profile``: torch.profiler over training steps of the MS module alone
+  (512 channels at 1/8 of ``--size``, the first of ``--frames``), the ops
+  that take its time, by self CPU (or CUDA) time. Off by default.
 
 Times come from one process that runs the candidates in turn, round by
 round, and keeps medians (msnet_plugin/benchmarking.py). Memory on CPU is
@@ -35,7 +38,7 @@ so the two recognizers differ by the MS module only. Weights are random
 Usage: python tools/benchmark.py [--batch-sizes 1 8] [--frames 8 16]
        [--size 224] [--rounds 5] [--models tsm msnet tsm_cp msnet_cp ms]
        [--device cpu] [--threads N] [--no-memory] [--no-correlation]
-       [--no-onnx] [--no-compile] [--baseline-rev REV]
+       [--no-onnx] [--no-compile] [--profile] [--baseline-rev REV]
        [--correlation-case PAIRS CHANNELS SIZE MAX_DISP] [--out-dir DIR]
 Writes DIR/benchmark.md and DIR/benchmark.json (default work_dirs/benchmark).
 """
@@ -114,6 +117,11 @@ def parse_args(argv=None):
     parser.add_argument('--onnx-frames', type=int, default=8)
     parser.add_argument('--no-compile', action='store_true',
                         help='skip the torch.compile and ONNX-graph part')
+    parser.add_argument('--profile', action='store_true',
+                        help='add where the MS module alone spends a '
+                        'training step (torch.profiler)')
+    parser.add_argument('--profile-ops', type=int, default=12,
+                        help='ops listed by --profile')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--memory-child', help=argparse.SUPPRESS)
     parser.add_argument('--compile-child', help=argparse.SUPPRESS)
@@ -418,6 +426,40 @@ def run_compile(args) -> dict:
     return result
 
 
+def run_profile(args, device: torch.device) -> dict:
+    """Self time per op of MS-module training steps (forward, backward,
+    SGD update), as shares of the profiled total."""
+    num_frames = args.frames[0]
+    model, _ = build('ms', num_frames, args.size, device)
+    train_step = steps('ms', model, args.batch_sizes[0], num_frames,
+                       args.size, device)['train']
+    for _ in range(args.warmup + 1):
+        train_step()
+    synchronize = bench_sync(device)
+    synchronize()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(args.rounds):
+            train_step()
+        synchronize()
+    attribute = ('self_device_time_total'
+                 if device.type == 'cuda' else 'self_cpu_time_total')
+    events = [(event.key, getattr(event, attribute), event.count)
+              for event in profiler.key_averages()]
+    total = sum(spent for _, spent, _ in events) or 1
+    events.sort(key=lambda event: -event[1])
+    side = args.size // MS_STRIDE
+    return dict(
+        shape=[args.batch_sizes[0] * num_frames, MS_CHANNELS, side, side],
+        steps=args.rounds,
+        step_ms=total / 1000 / args.rounds,
+        ops=[dict(op=key, share=spent / total, calls_per_step=count /
+                  args.rounds) for key, spent, count in
+             events[:args.profile_ops]])
+
+
 def ratios(rows: list) -> list:
     """MSNet/TSM for every pair of :data:`PAIRS` and (batch, frames) where
     both were measured."""
@@ -532,6 +574,20 @@ def _correlation_markdown(corr: dict) -> list:
     return lines
 
 
+def _profile_markdown(profile: dict) -> list:
+    lines = [
+        f'Where a training step of the MS module alone goes, '
+        f'{tuple(profile["shape"])}, {profile["steps"]} steps profiled, '
+        f'{profile["step_ms"]:.1f} ms of op self time per step:', '',
+        '| op | share of self time | calls per step |', '|---|---|---|'
+    ]
+    lines += [
+        f'| {op["op"]} | {op["share"]:.1%} | {op["calls_per_step"]:g} |'
+        for op in profile['ops']
+    ]
+    return lines
+
+
 def markdown(report: dict) -> str:
     env = report['environment']
     lines = [
@@ -544,7 +600,8 @@ def markdown(report: dict) -> str:
         lines += [''] + _grid_markdown(report)
     for part, writer in (('onnx', _onnx_markdown),
                          ('compile', _compile_markdown),
-                         ('correlation', _correlation_markdown)):
+                         ('correlation', _correlation_markdown),
+                         ('profile', _profile_markdown)):
         if report.get(part):
             lines += [''] + writer(report[part])
     return '\n'.join(lines) + '\n'
@@ -585,6 +642,8 @@ def main(argv=None):
         report['compile'] = run_compile(args)
     if not args.no_correlation:
         report['correlation'] = run_correlation(args, device)
+    if args.profile:
+        report['profile'] = run_profile(args, device)
     report['seconds'] = time.time() - started
     bench.write_report(args.out_dir, 'benchmark', report, markdown(report))
     return report
