@@ -173,3 +173,64 @@ def test_hook_names_a_missing_motion_squeeze_before_running(tmp_path):
 def test_hook_names_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MotionVisualizationHook(**kwargs)
+
+
+# --- bad input: a checkpoint of another model, a video that does not decode
+
+
+@pytest.fixture(scope='module')
+def eight_class_checkpoint(tmp_path_factory):
+    """A checkpoint of the demo model with an 8-class head."""
+    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg.model.cls_head.num_classes = 8
+    checkpoint = tmp_path_factory.mktemp('other') / 'eight_classes.pth'
+    torch.save(dict(meta=dict(),
+                    state_dict=MODELS.build(cfg.model).state_dict()),
+               checkpoint)
+    return checkpoint
+
+
+@pytest.mark.parametrize('tool, extra', [
+    ('demo.py', []), ('visualize_motion.py', ['--out', 'OUT']),
+    ('export.py', ['--out', 'OUT/model.onnx']),
+])
+def test_tools_refuse_a_checkpoint_of_another_head(
+        tmp_path, tool_error, video_and_checkpoint, eight_class_checkpoint,
+        tool, extra):
+    """Where init_recognizer would only warn and run a 4-class head at its
+    random init, the tools stop with the shapes that differ."""
+    video, _ = video_and_checkpoint
+    out = tmp_path / 'out'
+    arguments = [DEMO_CONFIG, eight_class_checkpoint] + (
+        [] if tool == 'export.py' else [video])
+    arguments += [str(arg).replace('OUT', str(out)) for arg in extra]
+    code, err = tool_error(tool, arguments)
+    assert code == 2
+    assert err.splitlines()[:4] == [
+        f'error: checkpoint {eight_class_checkpoint} does not fit the model '
+        'Recognizer2D:', '  2 different shapes:',
+        '    cls_head.fc_cls.bias: checkpoint (8,) vs model (4,)',
+        '    cls_head.fc_cls.weight: checkpoint (8, 512) vs model (4, 512)']
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('tool, extra', [
+    ('demo.py', ['--out-filename', 'OUT/labelled.mp4']),
+    ('visualize_motion.py', ['--out', 'OUT']),
+])
+@pytest.mark.parametrize('how', ['corrupt', 'empty'])
+def test_tools_name_a_video_that_does_not_decode(
+        tmp_path, tool_error, video_and_checkpoint, tool, extra, how):
+    video, checkpoint = video_and_checkpoint
+    bad = tmp_path / 'bad.mp4'
+    data = video.read_bytes()
+    bad.write_bytes(bytes(reversed(data)) if how == 'corrupt' else b'')
+    out = tmp_path / 'out'
+    code, err = tool_error(tool, [
+        DEMO_CONFIG, checkpoint, bad,
+        *[arg.replace('OUT', str(out)) for arg in extra]
+    ])
+    assert code == 2
+    assert err.startswith(f'error: cannot load {bad}: '), err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

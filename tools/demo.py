@@ -12,11 +12,11 @@ config's test pipeline; with ``--out-filename``, MMAction2's
 import argparse
 import os.path as osp
 
-import decord
 import torch
 from mmaction.apis import inference_recognizer
 from mmaction.structures import ActionDataSample
 from mmaction.visualization import ActionVisualizer
+from mmengine.dataset import Compose
 from mmengine.structures import LabelData
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
@@ -24,8 +24,9 @@ from msnet_plugin.checks import check_checkpoint_file
 from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.datasets import write_video
 from msnet_plugin.visualization import save_gif
-from msnet_plugin.visualization.inference import (
-    class_names, load_recognizer, top_k, video_pipeline)
+from msnet_plugin.visualization.inference import (class_names, load_recognizer,
+                                                  load_video, read_frames,
+                                                  top_k)
 
 MIN_SHORT_SIDE = 224  # smaller videos are enlarged so the text is legible
 
@@ -86,8 +87,8 @@ def main(argv=None):
     args = parse_args(argv)
     check_checkpoint_file(args.checkpoint, config=args.config)
     model = load_recognizer(args.config, args.checkpoint, args.device)
-    result = inference_recognizer(model, args.video,
-                                  video_pipeline(model.cfg))
+    result = inference_recognizer(model, load_video(model.cfg, args.video),
+                                  test_pipeline=Compose([]))
     scores = result.pred_score.tolist()
     names = class_names(args.label_map, model.cfg, len(scores))
     top5 = top_k(scores, 5)
@@ -95,8 +96,7 @@ def main(argv=None):
     for index in top5:
         print(f'{names[index]}: {scores[index]:.4f}')
     if args.out_filename is not None:
-        reader = decord.VideoReader(args.video)
-        frames = reader.get_batch(range(len(reader))).asnumpy()
+        frames = read_frames(args.video)
         drawn = draw_predictions(frames, scores, top5, names,
                                  args.target_resolution)
         if args.out_filename.endswith('.gif'):

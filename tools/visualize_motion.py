@@ -30,7 +30,7 @@ from msnet_plugin.visualization import (MotionRecorder, compare_with_flow,
                                         motion_gif_frames, motion_grid,
                                         save_gif, save_png, split_clips)
 from msnet_plugin.visualization.inference import (
-    class_names, load_recognizer, top_k, video_pipeline)
+    class_names, load_recognizer, load_video, top_k)
 
 
 def parse_args(argv=None):
@@ -85,8 +85,7 @@ def main(argv=None):
     else:
         check_checkpoint_file(args.checkpoint, config=args.config)
     model = load_recognizer(args.config, args.checkpoint, args.device)
-    data = video_pipeline(model.cfg)(
-        dict(filename=args.video, label=-1, start_index=0, modality='RGB'))
+    data = load_video(model.cfg, args.video)
     with MotionRecorder(model, args.module) as recorder:
         result = inference_recognizer(model, data, test_pipeline=Compose([]))
         displacement, confidence = recorder.motion()

@@ -9,7 +9,8 @@ from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
+
+from ..hooks.checkpoint_match_hook import load_matching_checkpoint
 
 
 class FramesToScores(nn.Module):
@@ -144,8 +145,7 @@ def build_frames_to_scores(config,
     if checkpoint is None:
         recognizer.init_weights()
     else:
-        load_checkpoint(recognizer, checkpoint, map_location='cpu',
-                        strict=True)
+        load_matching_checkpoint(recognizer, checkpoint)
     return FramesToScores(recognizer, config_segments).to(device).eval()
 
 

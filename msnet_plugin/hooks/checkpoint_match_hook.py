@@ -15,7 +15,9 @@ import torch
 from mmaction.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.runner.checkpoint import find_latest_checkpoint
+from mmengine.runner.checkpoint import (_load_checkpoint,
+                                        _load_checkpoint_to_model,
+                                        find_latest_checkpoint)
 
 # The key renaming Runner.load_checkpoint applies by default.
 DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
@@ -132,6 +134,35 @@ def describe_differences(report: dict,
     return '\n'.join(lines)
 
 
+def mismatch_error(source: Optional[str], model: torch.nn.Module,
+                   details: str) -> CheckpointMismatchError:
+    """The error for checkpoint ``source`` whose ``details`` (from
+    :func:`describe_differences`) do not fit ``model``."""
+    return CheckpointMismatchError(
+        f'checkpoint {source} does not fit the model '
+        f'{type(model).__name__}:\n{details}\nIt was probably saved '
+        'for another architecture or number of classes. To fine-tune '
+        'it with a new head, add '
+        "dict(type='CheckpointMatchHook', ignore_prefixes=['cls_head."
+        "']) to custom_hooks.")
+
+
+def load_matching_checkpoint(model: torch.nn.Module, filename: str) -> dict:
+    """Load ``filename`` (an mmengine checkpoint or a bare state dict) into
+    ``model`` if every tensor fits, as the tools that only run a model
+    (demo, visualisation, export) need; else raise
+    :class:`CheckpointMismatchError` listing the differences, the model
+    untouched. Returns the checkpoint."""
+    checkpoint = _load_checkpoint(filename, map_location='cpu')
+    state = checkpoint.get('state_dict', checkpoint)
+    details = describe_differences(
+        compare_checkpoint_keys(model.state_dict(), state))
+    if details:
+        raise mismatch_error(filename, model, details)
+    _load_checkpoint_to_model(model, checkpoint, strict=True)
+    return checkpoint
+
+
 @HOOKS.register_module()
 class CheckpointMatchHook(Hook):
     """Log what a loaded checkpoint fills; refuse one that does not fit.
@@ -183,10 +214,4 @@ class CheckpointMatchHook(Hook):
         runner.logger.info(format_checkpoint_keys(report))
         details = describe_differences(report, self.ignore_prefixes)
         if self.refuse and details:
-            raise CheckpointMismatchError(
-                f'checkpoint {self._source(runner)} does not fit the model '
-                f'{type(model).__name__}:\n{details}\nIt was probably saved '
-                'for another architecture or number of classes. To fine-tune '
-                'it with a new head, add '
-                "dict(type='CheckpointMatchHook', ignore_prefixes=['cls_head."
-                "']) to custom_hooks.")
+            raise mismatch_error(self._source(runner), model, details)

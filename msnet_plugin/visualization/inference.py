@@ -2,11 +2,16 @@
 import os.path as osp
 from typing import List, Optional, Sequence
 
+import decord
 import mmengine
+import numpy as np
 import torch.nn as nn
 from mmaction.apis import init_recognizer
 from mmengine.dataset import Compose
 from mmengine.fileio import list_from_file
+
+from ..datasets.bad_sample_guard import BadSampleError
+from ..hooks.checkpoint_match_hook import load_matching_checkpoint
 
 
 def video_pipeline(cfg: mmengine.Config) -> Compose:
@@ -33,9 +38,43 @@ def video_pipeline(cfg: mmengine.Config) -> Compose:
     return Compose(steps)
 
 
+def _unreadable(video: str, error: Exception) -> BadSampleError:
+    """The error for a video file that cannot be decoded, in the words the
+    datasets use for a bad sample."""
+    first_line = (str(error).strip().splitlines() or [''])[0]
+    return BadSampleError(
+        f'cannot load {video}: {type(error).__name__}: {first_line}')
+
+
+def load_video(cfg: mmengine.Config, video: str) -> dict:
+    """``video`` through the config's test pipeline (:func:`video_pipeline`):
+    ``dict(inputs=(clips * T, 3, H, W) tensor, data_samples=...)``. A file
+    that cannot be decoded raises :class:`BadSampleError` naming it."""
+    try:
+        return video_pipeline(cfg)(
+            dict(filename=video, label=-1, start_index=0, modality='RGB'))
+    except Exception as error:  # decord's and the transforms' errors
+        raise _unreadable(video, error) from error
+
+
+def read_frames(video: str) -> np.ndarray:
+    """Every frame of ``video``, (T, H, W, 3) uint8 RGB; an undecodable file
+    raises :class:`BadSampleError` naming it."""
+    try:
+        reader = decord.VideoReader(video)
+        return reader.get_batch(range(len(reader))).asnumpy()
+    except Exception as error:  # decord raises its own DECORDError
+        raise _unreadable(video, error) from error
+
+
 def load_recognizer(config: str, checkpoint: Optional[str],
                     device: str) -> nn.Module:
     """``mmaction.apis.init_recognizer``, with checks that name the problem.
+
+    A checkpoint whose tensors do not all fit the config's model is refused
+    (:class:`~msnet_plugin.hooks.CheckpointMismatchError`, listing the
+    differences), where ``init_recognizer`` would only warn and run with
+    part of the model at its random initialisation.
 
     Args:
         config (str): config file.
@@ -46,7 +85,10 @@ def load_recognizer(config: str, checkpoint: Optional[str],
     for kind, path in (('config', config), ('checkpoint', checkpoint)):
         if path is not None and not osp.isfile(path):
             raise FileNotFoundError(f'{kind} not found: {path}')
-    return init_recognizer(config, checkpoint, device=device)
+    model = init_recognizer(config, None, device=device)
+    if checkpoint is not None:
+        load_matching_checkpoint(model, checkpoint)
+    return model
 
 
 def class_names(label_map: Optional[str], cfg: mmengine.Config,
