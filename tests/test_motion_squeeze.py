@@ -184,6 +184,36 @@ def test_with_cp_gives_the_same_outputs_and_gradients_for_less_memory():
     assert saved_for_backward_bytes(plain, x) > 10 * x.numel() * 4
 
 
+@pytest.mark.parametrize('autocast', [False, True])
+def test_last_conv_bn_relu_is_recomputed_for_the_same_numbers(
+        monkeypatch, autocast):
+    """In eager training the transformation's last conv-BN-ReLU (64 ->
+    out_channels, full size) is recomputed in backward: outputs, gradients
+    and BN running statistics as with autograd keeping it (also under CPU
+    bfloat16 autocast), and, in float32, two full-size tensors fewer kept
+    for backward."""
+    import msnet_plugin.models.motion_squeeze as motion_squeeze
+    torch.manual_seed(0)
+    recomputed = MotionSqueeze(128, num_segments=4, patch_size=5)
+    kept = MotionSqueeze(128, num_segments=4, patch_size=5)
+    kept.load_state_dict(recomputed.state_dict())
+    x = torch.randn(8, 128, 6, 7)
+    grad_out = torch.randn(8, 128, 6, 7)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        got = outputs_and_gradients(recomputed, x, grad_out)
+        recomputed_bytes = saved_for_backward_bytes(recomputed, x)
+        monkeypatch.setattr(motion_squeeze, 'recomputed_conv_bn_relu',
+                            lambda block, features: block(features))
+        expected = outputs_and_gradients(kept, x, grad_out)
+        kept_bytes = saved_for_backward_bytes(kept, x)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip(recomputed.buffers(), kept.buffers()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    if not autocast:  # (autocast keeps bfloat16 copies of its own)
+        assert kept_bytes - recomputed_bytes >= 2 * x.numel() * 4
+
+
 def test_with_cp_follows_the_backbone():
     backbone = MSResNetTSM(50, num_segments=4, pretrained=None, with_cp=True)
     assert backbone.ms_layer2.with_cp

@@ -12,8 +12,9 @@ import torch.utils.checkpoint as cp
 from mmaction.registry import MODELS
 
 from .correlation import IMPLEMENTATIONS, local_correlation
+from .recomputed_tail import recomputed_conv_bn_relu
 from .soft_argmax import kernel_soft_argmax, plain_soft_argmax
-from .tracing import static_sizes
+from .tracing import is_exporting_or_compiling, static_sizes
 
 SOFT_ARGMAX_MODES = ('kernel', 'plain')
 MOTION_INPUTS = ('displacement', 'correlation')
@@ -215,12 +216,24 @@ class MotionSqueeze(nn.Module):
     def motion_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N*T, C, H, W) -> (N*T, out_channels, H, W) motion features."""
         if self.motion_input == 'correlation':
-            return self.transform(
+            return self._transform(
                 self._repeat_last_pair(self._pair_correlation(x)))
         displacement, confidence = self.estimate_motion(x)
         maps = [displacement, confidence] if self.use_confidence else [
             displacement]
-        return self.transform(torch.cat(maps, dim=1))
+        return self._transform(torch.cat(maps, dim=1))
+
+    def _transform(self, maps: torch.Tensor) -> torch.Tensor:
+        """``self.transform(maps)``; in eager training (without ``with_cp``,
+        which recomputes everything) the last pointwise conv-BN-ReLU, at
+        out_channels and full size, is recomputed in backward instead of
+        kept (:mod:`.recomputed_tail`)."""
+        if not (self.training and torch.is_grad_enabled()
+                and not self.with_cp and not is_exporting_or_compiling()):
+            return self.transform(maps)
+        depthwise, pointwise = self.transform[-1]
+        return recomputed_conv_bn_relu(pointwise,
+                                       depthwise(self.transform[:-1](maps)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N*T, C, H, W) -> (N*T, C, H, W): x plus the motion features."""
