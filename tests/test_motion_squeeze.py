@@ -184,18 +184,27 @@ def test_with_cp_gives_the_same_outputs_and_gradients_for_less_memory():
     assert saved_for_backward_bytes(plain, x) > 10 * x.numel() * 4
 
 
-@pytest.mark.parametrize('autocast', [False, True])
+@pytest.mark.parametrize('autocast, norm_eval', [(False, False),
+                                                 (True, False),
+                                                 (False, True)])
 def test_last_conv_bn_relu_is_recomputed_for_the_same_numbers(
-        monkeypatch, autocast):
+        monkeypatch, autocast, norm_eval):
     """In eager training the transformation's last conv-BN-ReLU (64 ->
     out_channels, full size) is recomputed in backward: outputs, gradients
     and BN running statistics as with autograd keeping it (also under CPU
-    bfloat16 autocast), and, in float32, two full-size tensors fewer kept
-    for backward."""
+    bfloat16 autocast, and with BN in eval mode as MMAction2's norm_eval
+    leaves it in a training model), and, in float32, two full-size tensors
+    fewer kept for backward."""
     import msnet_plugin.models.motion_squeeze as motion_squeeze
     torch.manual_seed(0)
     recomputed = MotionSqueeze(128, num_segments=4, patch_size=5)
     kept = MotionSqueeze(128, num_segments=4, patch_size=5)
+    kept.load_state_dict(recomputed.state_dict())
+    for module in [*recomputed.modules(), *kept.modules()]:
+        if norm_eval and isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1, generator=None)
+            module.running_var.uniform_(0.5, 2)
+            module.eval()
     kept.load_state_dict(recomputed.state_dict())
     x = torch.randn(8, 128, 6, 7)
     grad_out = torch.randn(8, 128, 6, 7)

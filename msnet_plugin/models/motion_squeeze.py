@@ -227,11 +227,13 @@ class MotionSqueeze(nn.Module):
         """``self.transform(maps)``; in eager training (without ``with_cp``,
         which recomputes everything) the last pointwise conv-BN-ReLU, at
         out_channels and full size, is recomputed in backward instead of
-        kept (:mod:`.recomputed_tail`)."""
-        if not (self.training and torch.is_grad_enabled()
-                and not self.with_cp and not is_exporting_or_compiling()):
-            return self.transform(maps)
+        kept (:mod:`.recomputed_tail`); not with SyncBatchNorm (e.g. after
+        mmengine's ``sync_bn``)."""
         depthwise, pointwise = self.transform[-1]
+        if not (self.training and torch.is_grad_enabled()
+                and not self.with_cp and not is_exporting_or_compiling()
+                and type(pointwise[1]) is nn.BatchNorm2d):
+            return self.transform(maps)
         return recomputed_conv_bn_relu(pointwise,
                                        depthwise(self.transform[:-1](maps)))
 

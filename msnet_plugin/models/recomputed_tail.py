@@ -28,6 +28,11 @@ class _RecomputedConvBNReLU(torch.autograd.Function):
                         torch.get_autocast_dtype(device))
         ctx.conv_args = (conv.stride, conv.padding, conv.dilation, conv.groups)
         ctx.eps = bn.eps
+        # As nn.BatchNorm2d decides: batch statistics in training mode (or
+        # without running statistics), else the running ones (e.g. under
+        # MMAction2's norm_eval), which forward leaves unchanged then.
+        ctx.running_stats = None if bn.training or bn.running_mean is None \
+            else (bn.running_mean, bn.running_var)
         ctx.save_for_backward(x, conv_weight, bn_weight, bn_bias)
         # The modules themselves: batch norm updates its running statistics
         # here, once.
@@ -41,12 +46,13 @@ class _RecomputedConvBNReLU(torch.autograd.Function):
                   conv_weight, bn_weight, bn_bias]
         with torch.enable_grad(), torch.autocast(
                 x.device.type, dtype=dtype, enabled=enabled):
-            # Batch statistics as in forward; no running-statistics update.
+            # The statistics forward used; no running-statistics update.
+            running_mean, running_var = ctx.running_stats or (None, None)
             output = F.relu(
                 F.batch_norm(
                     F.conv2d(inputs[0], conv_weight, None, *ctx.conv_args),
-                    None, None, bn_weight, bn_bias, training=True,
-                    eps=ctx.eps))
+                    running_mean, running_var, bn_weight, bn_bias,
+                    training=ctx.running_stats is None, eps=ctx.eps))
         wanted = [i for i, needed in enumerate(ctx.needs_input_grad[:4])
                   if needed]
         grads = torch.autograd.grad(output, [inputs[i] for i in wanted],
@@ -59,8 +65,9 @@ class _RecomputedConvBNReLU(torch.autograd.Function):
 
 def recomputed_conv_bn_relu(block: nn.Sequential,
                             x: torch.Tensor) -> torch.Tensor:
-    """``block(x)`` for a training-mode ``conv_bn_relu`` block (Conv2d
-    without bias, BatchNorm2d, ReLU): (N, C_in, H, W) -> (N, C_out, H, W),
+    """``block(x)`` for a ``conv_bn_relu`` block (Conv2d without bias,
+    BatchNorm2d, ReLU; not SyncBatchNorm, whose statistics a recomputation
+    would have to gather again): (N, C_in, H, W) -> (N, C_out, H, W),
     keeping only ``x`` for backward."""
     conv, bn, _ = block
     return _RecomputedConvBNReLU.apply(x, conv.weight, bn.weight, bn.bias,
