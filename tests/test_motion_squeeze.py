@@ -199,13 +199,14 @@ def test_last_conv_bn_relu_is_recomputed_for_the_same_numbers(
     torch.manual_seed(0)
     recomputed = MotionSqueeze(128, num_segments=4, patch_size=5)
     kept = MotionSqueeze(128, num_segments=4, patch_size=5)
+    for module in recomputed.modules():
+        if norm_eval and isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
     kept.load_state_dict(recomputed.state_dict())
     for module in [*recomputed.modules(), *kept.modules()]:
         if norm_eval and isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-1, 1, generator=None)
-            module.running_var.uniform_(0.5, 2)
             module.eval()
-    kept.load_state_dict(recomputed.state_dict())
     x = torch.randn(8, 128, 6, 7)
     grad_out = torch.randn(8, 128, 6, 7)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
