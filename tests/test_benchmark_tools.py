@@ -139,6 +139,7 @@ def test_baseline_kernel_from_git_matches_todays(load_tool):
         tool.load_baseline_kernel('no-such-revision')
 
 
+@pytest.mark.slow
 def test_benchmark_profile_part_names_where_ms_spends_its_step(
         tmp_path, load_tool):
     """--profile alone: the MS module's training step profiled, its ops by

@@ -190,6 +190,7 @@ def eight_class_checkpoint(tmp_path_factory):
     return checkpoint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('tool, extra', [
     ('demo.py', []), ('visualize_motion.py', ['--out', 'OUT']),
     ('export.py', ['--out', 'OUT/model.onnx']),
@@ -214,6 +215,7 @@ def test_tools_refuse_a_checkpoint_of_another_head(
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('tool, extra', [
     ('demo.py', ['--out-filename', 'OUT/labelled.mp4']),
     ('visualize_motion.py', ['--out', 'OUT']),
