@@ -164,6 +164,14 @@ def annotation_problems(ann_file: str, layout: AnnotationLayout,
     return problems
 
 
+def cannot_load_message(sample: str, error: BaseException) -> str:
+    """``'cannot load <sample>: <ErrorType>: <first line of the error>'``,
+    how a sample (a video, a rawframe folder) that failed to load is
+    reported."""
+    first_line = (str(error).strip().splitlines() or [''])[0]
+    return f'cannot load {sample}: {type(error).__name__}: {first_line}'
+
+
 def sample_name(data_info: dict) -> str:
     """The file or frame folder of one annotation entry."""
     for key in ('filename', 'frame_dir', 'audio_path'):
@@ -359,9 +367,7 @@ class BadSampleGuardMixin:
         try:
             result = super().prepare_data(idx)
         except Exception as error:  # any failure of loading or transforms
-            first_line = (str(error).strip().splitlines() or [''])[0]
-            message = (f'cannot load {self.describe_sample(idx)}: '
-                       f'{type(error).__name__}: {first_line}')
+            message = cannot_load_message(self.describe_sample(idx), error)
             if not self.skip_bad_samples:
                 raise BadSampleError(message) from error
             self._skips_in_a_row += 1

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 
 class _RecomputedConvBNReLU(torch.autograd.Function):
-    """ReLU(BN(conv(x))) with BN in training mode, keeping only ``x``."""
+    """ReLU(BN(conv(x))), keeping only ``x`` (and the weights) for
+    backward."""
 
     @staticmethod
     def forward(ctx, x, conv_weight, bn_weight, bn_bias, block):

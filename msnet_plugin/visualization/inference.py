@@ -10,7 +10,8 @@ from mmaction.apis import init_recognizer
 from mmengine.dataset import Compose
 from mmengine.fileio import list_from_file
 
-from ..datasets.bad_sample_guard import BadSampleError
+from ..datasets.bad_sample_guard import (BadSampleError,
+                                         cannot_load_message)
 from ..hooks.checkpoint_match_hook import load_matching_checkpoint
 
 
@@ -38,14 +39,6 @@ def video_pipeline(cfg: mmengine.Config) -> Compose:
     return Compose(steps)
 
 
-def _unreadable(video: str, error: Exception) -> BadSampleError:
-    """The error for a video file that cannot be decoded, in the words the
-    datasets use for a bad sample."""
-    first_line = (str(error).strip().splitlines() or [''])[0]
-    return BadSampleError(
-        f'cannot load {video}: {type(error).__name__}: {first_line}')
-
-
 def load_video(cfg: mmengine.Config, video: str) -> dict:
     """``video`` through the config's test pipeline (:func:`video_pipeline`):
     ``dict(inputs=(clips * T, 3, H, W) tensor, data_samples=...)``. A file
@@ -54,7 +47,7 @@ def load_video(cfg: mmengine.Config, video: str) -> dict:
         return video_pipeline(cfg)(
             dict(filename=video, label=-1, start_index=0, modality='RGB'))
     except Exception as error:  # decord's and the transforms' errors
-        raise _unreadable(video, error) from error
+        raise BadSampleError(cannot_load_message(video, error)) from error
 
 
 def read_frames(video: str) -> np.ndarray:
@@ -64,7 +57,7 @@ def read_frames(video: str) -> np.ndarray:
         reader = decord.VideoReader(video)
         return reader.get_batch(range(len(reader))).asnumpy()
     except Exception as error:  # decord raises its own DECORDError
-        raise _unreadable(video, error) from error
+        raise BadSampleError(cannot_load_message(video, error)) from error
 
 
 def load_recognizer(config: str, checkpoint: Optional[str],
