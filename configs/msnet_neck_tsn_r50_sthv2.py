@@ -1,18 +1,10 @@
 # MS mixed into an existing MMAction2 model: MMAction2's own TSN-R50 sthv2
 # recipe (plain 2D ResNet-50, TSNHead) with a MotionSqueezeNeck on the
 # backbone's last features (2048 channels, stride 32).
-_base_ = ('mmaction::recognition/tsn/'
-          'tsn_imagenet-pretrained-r50_8xb32-1x1x8-50e_sthv2-rgb.py')
-
-custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
-# Logs which model tensors a load_from/resume checkpoint filled, which are
-# new and which went unused (docs/training.md, "Warm start from the model
-# zoo").
-# Log which tensors a load filled; stop at a NaN/inf loss, naming the
-# iteration (msnet_plugin/hooks).
-custom_hooks = [
-    dict(type='CheckpointMatchHook', refuse=False),
-    dict(type='CheckInvalidLossHook', interval=1)
+_base_ = [
+    'mmaction::recognition/tsn/'
+    'tsn_imagenet-pretrained-r50_8xb32-1x1x8-50e_sthv2-rgb.py',
+    './_base_/msnet_plugin.py'
 ]
 
 num_segments = 8
@@ -35,7 +27,6 @@ test_pipeline = [
 ]
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 
-# Checkpoints are written atomically (msnet_plugin/fileio.py): a crash or a
-# full disk during a save never leaves a truncated epoch_N.pth.
+# Checkpoints written atomically (msnet_plugin/fileio.py).
 default_hooks = dict(
     checkpoint=dict(backend_args=dict(backend='atomic_local')))

@@ -8,10 +8,9 @@
 # The videos are written once to data/msnet_demo/ (mp4, decoded by decord
 # through MMAction2's own pipeline), then reused.
 _base_ = [
-    'mmaction::_base_/models/tsm_r50.py', 'mmaction::_base_/default_runtime.py'
+    'mmaction::_base_/models/tsm_r50.py', 'mmaction::_base_/default_runtime.py',
+    './_base_/msnet_plugin_strict.py'
 ]
-
-custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
 
 num_segments = 8
 frame_size = 64
@@ -88,22 +87,10 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
     clip_grad=dict(max_norm=20, norm_type=2))
 
-# Checkpoints are written atomically (msnet_plugin/fileio.py): a crash or a
-# full disk during a save never leaves a truncated epoch_N.pth.
+# Checkpoints written atomically (msnet_plugin/fileio.py).
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=1, max_keep_ckpts=2, save_best='auto',
                     backend_args=dict(backend='atomic_local')))
 randomness = dict(seed=0)
-
-# Reliability (msnet_plugin/hooks): stop at a NaN/inf loss naming the
-# iteration; refuse a checkpoint that does not fit the model, listing what
-# differs; check labels against num_classes before training and report
-# skipped bad samples; keep random states in checkpoints for exact resumes.
-custom_hooks = [
-    dict(type='CheckInvalidLossHook', interval=1),
-    dict(type='CheckpointMatchHook'),
-    dict(type='DatasetCheckHook'),
-    dict(type='RandomStateHook'),
-]
 auto_scale_lr = dict(enable=False, base_batch_size=8)

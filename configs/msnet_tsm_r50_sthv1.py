@@ -5,13 +5,11 @@
 # recipe (model, schedule, optimizer, runtime) and switches the data to sthv1
 # rawframes the way MMAction2's TANet sthv1 config does, with the sthv1 flip
 # label map. Everything else is MMAction2's.
-_base_ = ('mmaction::recognition/tsm/'
-          'tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py')
-
-custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
-# Logs which model tensors a load_from/resume checkpoint filled, which are
-# new and which went unused (docs/training.md, "Warm start from the model
-# zoo").
+_base_ = [
+    'mmaction::recognition/tsm/'
+    'tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py',
+    './_base_/msnet_plugin_strict.py'
+]
 
 # The only model change: ResNetTSM -> MSResNetTSM (all ResNetTSM arguments
 # stay as inherited). ms_cfg takes MotionSqueeze overrides for ablations.
@@ -92,18 +90,6 @@ val_dataloader = dict(dataset=dict(sthv1_val_dataset, pipeline=val_pipeline))
 test_dataloader = dict(
     dataset=dict(sthv1_val_dataset, pipeline=test_pipeline))
 
-# Reliability (msnet_plugin/hooks): stop at a NaN/inf loss naming the
-# iteration; refuse a checkpoint that does not fit the model, listing what
-# differs; check labels against num_classes before training and report
-# skipped bad samples; keep random states in checkpoints for exact resumes.
-custom_hooks = [
-    dict(type='CheckInvalidLossHook', interval=1),
-    dict(type='CheckpointMatchHook'),
-    dict(type='DatasetCheckHook'),
-    dict(type='RandomStateHook'),
-]
-
-# Checkpoints are written atomically (msnet_plugin/fileio.py): a crash or a
-# full disk during a save never leaves a truncated epoch_N.pth.
+# Checkpoints written atomically (msnet_plugin/fileio.py).
 default_hooks = dict(
     checkpoint=dict(backend_args=dict(backend='atomic_local')))

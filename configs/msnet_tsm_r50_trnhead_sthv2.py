@@ -2,18 +2,10 @@
 # recipe (data, schedule, TRN's multi-scale relation head over 8 segments)
 # with the MSNet backbone (TSM ResNet-50 + MotionSqueeze after layer2)
 # instead of TRN's plain ResNet-50.
-_base_ = ('mmaction::recognition/trn/'
-          'trn_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py')
-
-custom_imports = dict(imports=['msnet_plugin'], allow_failed_imports=False)
-# Logs which model tensors a load_from/resume checkpoint filled, which are
-# new and which went unused (docs/training.md, "Warm start from the model
-# zoo").
-# Log which tensors a load filled; stop at a NaN/inf loss, naming the
-# iteration (msnet_plugin/hooks).
-custom_hooks = [
-    dict(type='CheckpointMatchHook', refuse=False),
-    dict(type='CheckInvalidLossHook', interval=1)
+_base_ = [
+    'mmaction::recognition/trn/'
+    'trn_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py',
+    './_base_/msnet_plugin.py'
 ]
 
 model = dict(
@@ -24,7 +16,6 @@ model = dict(
         ms_stages=(1, ),
         ms_cfg=dict()))
 
-# Checkpoints are written atomically (msnet_plugin/fileio.py): a crash or a
-# full disk during a save never leaves a truncated epoch_N.pth.
+# Checkpoints written atomically (msnet_plugin/fileio.py).
 default_hooks = dict(
     checkpoint=dict(backend_args=dict(backend='atomic_local')))
