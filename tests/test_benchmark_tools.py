@@ -1,4 +1,5 @@
-"""Measurement helpers, tools/benchmark.py and tools/compare_zoo.py."""
+"""Measurement helpers (msnet_plugin/benchmarking.py, msnet_plugin/benchmark/),
+tools/benchmark.py, tools/gpu_check.sh and tools/compare_zoo.py."""
 import json
 import os
 import os.path as osp
@@ -6,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-
+import torch
 
 from msnet_plugin import benchmarking as bench
+from msnet_plugin.benchmark import parts, report
 
 
 def test_alternating_medians_rotate_and_take_medians(monkeypatch):
@@ -96,19 +98,21 @@ def test_benchmark_tool_small_grid(tmp_path, load_tool):
 
 
 def test_with_cp_models_checkpoint_in_blocks_and_motion_squeeze(load_tool):
-    tool = load_tool('benchmark')
-    model, _ = tool.build('msnet_cp', 2, 32, tool.torch.device('cpu'))
+    config = load_tool('benchmark').parse_args([]).msnet_config
+    cpu = torch.device('cpu')
+    model, _ = parts.build('msnet_cp', 2, 32, cpu, config)
     assert model.backbone.with_cp and model.backbone.ms_layer2.with_cp
-    model, _ = tool.build('msnet', 2, 32, tool.torch.device('cpu'))
+    model, _ = parts.build('msnet', 2, 32, cpu, config)
     assert not model.backbone.ms_layer2.with_cp
+    model, _ = parts.build('tsm', 2, 32, cpu, config)
+    assert not hasattr(model.backbone, 'ms_layer2')
 
 
 @pytest.mark.slow
-def test_benchmark_correlation_part_against_the_baseline_kernel(
+def test_benchmark_correlation_part_times_and_measures_each_kernel(
         tmp_path, load_tool):
-    """The correlation part on a small case: today's kernels and the
-    baseline loaded from git, timed in turn, peak memory in children, the
-    ratios to 'fast' in the table."""
+    """The correlation part on a small case: the kernels timed in turn,
+    peak memory in children, the ratios to 'fast' in the table."""
     tool = load_tool('benchmark')
     report = tool.main([
         '--models', '--correlation-case', '4', '16', '28', '3',
@@ -116,7 +120,7 @@ def test_benchmark_correlation_part_against_the_baseline_kernel(
         '--no-compile', '--out-dir', str(tmp_path)
     ])
     correlation = report['correlation']
-    assert correlation['kernels'] == ['fast', 'baseline', 'reference']
+    assert correlation['kernels'] == ['fast', 'reference']
     assert correlation['case'] == dict(batch=4, channels=16, size=28,
                                        max_disp=3)
     output_mb = 4 * 49 * 28 * 28 * 4 / 2**20
@@ -125,18 +129,7 @@ def test_benchmark_correlation_part_against_the_baseline_kernel(
         # At least the (4, 49, 28, 28) output is alive at the peak.
         assert correlation[kernel]['peak_memory_mb'] > output_mb
     table = (tmp_path / 'benchmark.md').read_text()
-    assert '| baseline |' in table and '| time / fast |' in table
-
-
-def test_baseline_kernel_from_git_matches_todays(load_tool):
-    tool = load_tool('benchmark')
-    baseline = tool.load_baseline_kernel(tool.BASELINE_REV)
-    f1, f2 = tool.torch.randn(2, 2, 4, 5, 6).unbind(0)
-    from msnet_plugin.models import local_correlation
-    tool.torch.testing.assert_close(baseline(f1, f2, 2),
-                                    local_correlation(f1, f2, 2))
-    with pytest.raises(RuntimeError, match='--baseline-rev none'):
-        tool.load_baseline_kernel('no-such-revision')
+    assert '| reference |' in table and '| time / fast |' in table
 
 
 @pytest.mark.slow
@@ -165,14 +158,13 @@ def test_benchmark_profile_part_names_where_ms_spends_its_step(
     assert '| aten::convolution_backward |' in table
 
 
-def test_benchmark_report_writer_on_every_part(load_tool):
+def test_benchmark_report_writer_on_every_part():
     """The markdown of a report with every part (figures made up: this
     checks the writer, the measurements are checked above)."""
-    tool = load_tool('benchmark')
     row = dict(batch=1, frames=8, train_step_s=2.0,
                inference_clips_per_s=1.0, peak_train_memory_mb=100.0,
                params=1e6, flops=1e9)
-    report = dict(
+    written = dict(
         command='python tools/benchmark.py', rounds=3,
         environment=dict(device='cpu', torch='2.13', threads=2,
                          correlation_impl='fast'),
@@ -186,20 +178,20 @@ def test_benchmark_report_writer_on_every_part(load_tool):
                      ms_onnx_dynamo=dict(nodes=89)),
         correlation=dict(case=dict(batch=56, channels=64, size=28,
                                    max_disp=7),
-                         kernels=['fast', 'baseline'],
-                         baseline_rev='5b51537fec1c98350ca3',
+                         kernels=['fast', 'reference'],
                          fast=dict(fwd_bwd_s=0.1, peak_memory_mb=50.0),
-                         baseline=dict(fwd_bwd_s=0.12,
-                                       peak_memory_mb=60.0)))
-    report['ratios'] = tool.ratios(report['rows'])
-    table = tool.markdown(report)
+                         reference=dict(fwd_bwd_s=0.12,
+                                        peak_memory_mb=60.0)))
+    table = report.markdown(written)
     assert '| MSNet-R50 / TSM-R50 | 1 | 8 | 1.050 |' in table
     assert '| MSNet/TSM | 1.040 |' in table
     assert '| MotionSqueeze(128) on (8, 128, 8, 8), first call | 7.2 s |' \
         in table or '7.3 s' in table
     assert '| MotionSqueeze(128) ONNX nodes, TorchScript exporter | 83 |' \
         in table
-    assert '| baseline | 0.120 | 60 | 1.200 | 1.200 |' in table
+    assert '| reference | 0.120 | 60 | 1.200 | 1.200 |' in table
+    ratio, = report.ratios(written['rows'])
+    assert ratio['train_step'] == pytest.approx(1.05)
 
 
 @pytest.mark.slow
@@ -224,10 +216,10 @@ def test_benchmark_memory_child_measures_a_training_step(load_tool):
     output (2 MiB) is alive at the peak; the model is tiny, so far below
     100 MiB."""
     tool = load_tool('benchmark')
-    args = tool.parse_args(['--threads', '1'])
-    peak = tool.measure_memory(
-        dict(kind='model', model='ms', batch=4, frames=4, size=64), args,
-        tool.torch.device('cpu'))
+    args = tool.parse_args([])
+    peak = parts.measure_memory(
+        dict(kind='model', model='ms', batch=4, frames=4, size=64,
+             config=args.msnet_config), torch.device('cpu'), threads=1)
     assert 2 <= peak < 100
     with pytest.raises(SystemExit):
         tool.parse_args(['--frames', '1'])
@@ -247,12 +239,11 @@ def test_compare_zoo_selects_zoo_entries_by_name(load_tool):
 
 
 @pytest.mark.slow
-def test_benchmark_compile_child_compiles_motion_squeeze(load_tool):
+def test_benchmark_compile_child_compiles_motion_squeeze():
     """The compile part's child (run in a fresh interpreter with an empty
     inductor cache by the tool), in this process: MotionSqueeze(128) on
     (8, 128, 8, 8), compiled output equal to eager."""
-    tool = load_tool('benchmark')
-    result = tool.compile_child(dict(kind='ms', threads=None))
+    result = parts.compile_child(dict(kind='ms', threads=None))
     assert result['first_call_s'] > 0
     assert result['max_abs_diff'] < 1e-5
 

@@ -1,4 +1,5 @@
-"""tools/motion_benchmark.py: aggregation over seeds, reuse, reproducibility.
+"""tools/motion_benchmark.py and msnet_plugin/benchmark/motion*.py:
+aggregation over seeds, reuse, reproducibility.
 
 The fast tests feed synthetic curves to the aggregation and to ``main`` (with
 training replaced by a stand-in), the slow ones train for real: a reduced
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from msnet_plugin.benchmark import motion, motion_report
+
 TINY = ['--num-segments', '4', '--size', '32', '--speed', '8',
         '--iters', '4', '--val-interval', '2', '--train-videos', '16',
         '--val-videos', '8']
@@ -26,25 +29,25 @@ def synthetic_run(model, seed, curve, top5=1.0):
 
 
 @pytest.fixture
-def bench(load_tool):
+def tool(load_tool):
     return load_tool('motion_benchmark')
 
 
-def test_iterations_to_reach_is_the_first_validation_at_the_target(bench):
+def test_iterations_to_reach_is_the_first_validation_at_the_target():
     curve = [[20, 0.5], [40, 0.9], [60, 0.85], [80, 0.95]]
-    assert bench.iterations_to_reach(curve) == 40
-    assert bench.iterations_to_reach(curve, target=0.91) == 80
-    assert bench.iterations_to_reach(curve, target=0.96) is None
+    assert motion_report.iterations_to_reach(curve) == 40
+    assert motion_report.iterations_to_reach(curve, target=0.91) == 80
+    assert motion_report.iterations_to_reach(curve, target=0.96) is None
 
 
-def test_summary_means_and_ranges_over_seeds(bench):
+def test_summary_means_and_ranges_over_seeds():
     runs = [
         synthetic_run('msnet', 0, [[20, 0.5], [40, 0.9], [60, 1.0]]),
         synthetic_run('msnet', 1, [[20, 0.25], [40, 0.75], [60, 0.95]],
                       top5=0.5),
         synthetic_run('msnet', 2, [[20, 0.5], [40, 0.5], [60, 0.9]]),
     ]
-    summary = bench.summarize_runs(runs)
+    summary = motion_report.summarize_runs(runs)
     assert summary['seeds'] == [0, 1, 2]
     assert summary['top1_mean'] == pytest.approx((1.0 + 0.95 + 0.9) / 3)
     assert (summary['top1_min'], summary['top1_max']) == (0.9, 1.0)
@@ -58,33 +61,33 @@ def test_summary_means_and_ranges_over_seeds(bench):
         [1.25 / 3, 2.15 / 3, 2.85 / 3])
     assert summary['curve_min'] == [0.25, 0.5, 0.9]
     assert summary['curve_max'] == [0.5, 0.9, 1.0]
-    assert bench.format_top1(summary) == '0.950 (0.900-1.000)'
-    assert bench.format_iters(summary) == '53 (40-60)'
+    assert motion_report.format_top1(summary) == '0.950 (0.900-1.000)'
+    assert motion_report.format_iters(summary) == '53 (40-60)'
 
 
-def test_a_seed_that_never_reaches_the_target_has_no_mean(bench):
+def test_a_seed_that_never_reaches_the_target_has_no_mean():
     reached = synthetic_run('tsm', 0, [[20, 0.5], [40, 0.95]])
     missed = synthetic_run('tsm', 1, [[20, 0.5], [40, 0.8]])
-    partial = bench.summarize_runs([reached, missed])
+    partial = motion_report.summarize_runs([reached, missed])
     assert partial['iters_to_target'] == [40, None]
     assert partial['reached'] == 1 and partial['iters_mean'] is None
     assert (partial['iters_min'], partial['iters_max']) == (40, 40)
-    assert bench.format_iters(partial) == (
+    assert motion_report.format_iters(partial) == (
         'not reached in 1 of 2 seeds (40-40 in the others)')
-    nobody = bench.summarize_runs([missed])
+    nobody = motion_report.summarize_runs([missed])
     assert nobody['reached'] == 0 and nobody['iters_min'] is None
-    assert bench.format_iters(nobody) == 'not reached (1 of 1 seeds)'
+    assert motion_report.format_iters(nobody) == 'not reached (1 of 1 seeds)'
 
 
-def test_curves_validated_at_other_iterations_are_refused(bench):
+def test_curves_validated_at_other_iterations_are_refused():
     runs = [synthetic_run('tsn', 0, [[20, 0.3], [40, 0.3]]),
             synthetic_run('tsn', 1, [[40, 0.3]])]
     with pytest.raises(ValueError, match='seed 1 was validated at'):
-        bench.summarize_runs(runs)
+        motion_report.summarize_runs(runs)
 
 
-def test_validation_does_not_consume_the_training_random_stream(bench):
-    hook = bench.ValCurveHook()
+def test_validation_does_not_consume_the_training_random_stream():
+    hook = motion.ValCurveHook()
     torch.manual_seed(3), np.random.seed(3), random.seed(3)
     expected = (torch.rand(4), np.random.rand(2), random.random())
     torch.manual_seed(3), np.random.seed(3), random.seed(3)
@@ -97,7 +100,7 @@ def test_validation_does_not_consume_the_training_random_stream(bench):
     assert drawn[2] == expected[2]
 
 
-def fake_training(bench, monkeypatch):
+def fake_training(monkeypatch):
     """Replace training and FLOP counting by stand-ins; returns the list of
     (model, seed) trained. Seed s of any model climbs to 0.5 + 0.2 s."""
     trained = []
@@ -108,29 +111,30 @@ def fake_training(bench, monkeypatch):
         run = synthetic_run(model_name, seed, [[2, 0.25], [4, final]])
         run.update(train_loss=[1.0] * args.iters, seconds_per_iter=0.1,
                    train_wall_seconds=1.0,
-                   settings=bench.benchmark_settings(args))
+                   settings=motion.benchmark_settings(args))
         return run
 
-    monkeypatch.setattr(bench, 'train_run', train_run)
+    monkeypatch.setattr(motion, 'train_run', train_run)
     # Plots are slow on a loaded CPU: one test draws one for real.
-    monkeypatch.setattr(bench, 'plot_curves', lambda models, path, args:
+    monkeypatch.setattr(motion_report, 'plot_curves',
+                        lambda models, path, args:
                         open(path, 'w').write(
                             ' '.join(m['model'] for m in models)))
     monkeypatch.setattr(
-        bench, 'model_cost', lambda args, name: dict(
+        motion, 'model_cost', lambda args, name: dict(
             params=1000 + len(name), flops=2 * 10**9, correlation_flops=0))
     return trained
 
 
 def test_finished_seeds_are_reused_and_outputs_hold_the_summary(
-        bench, monkeypatch, tmp_path):
-    trained = fake_training(bench, monkeypatch)
+        tool, monkeypatch, tmp_path):
+    trained = fake_training(monkeypatch)
     out = tmp_path / 'bench'
     common = ['--out-dir', str(out), '--data-root', str(tmp_path), *TINY]
-    bench.main(['--models', 'tsn', 'msnet', '--seeds', '2', *common])
+    tool.main(['--models', 'tsn', 'msnet', '--seeds', '2', *common])
     assert trained == [('tsn', 0), ('tsn', 1), ('msnet', 0), ('msnet', 1)]
     # One more seed: only seed 2 trains; the other models' runs stay.
-    bench.main(['--models', 'msnet', '--seeds', '3', *common])
+    tool.main(['--models', 'msnet', '--seeds', '3', *common])
     assert trained[4:] == [('msnet', 2)]
     report = json.loads((out / 'results.json').read_text())
     assert report['seeds'] == [0, 1, 2] and report['target_top1'] == 0.9
@@ -151,56 +155,56 @@ def test_finished_seeds_are_reused_and_outputs_hold_the_summary(
     assert (out / 'top1_vs_iteration.png').read_text() == 'tsn msnet'
 
     # --force retrains; runs made with other settings are not overwritten.
-    bench.main(['--models', 'tsn', '--seeds', '1', '--force', *common])
+    tool.main(['--models', 'tsn', '--seeds', '1', '--force', *common])
     assert trained[5:] == [('tsn', 0)]
     written = (out / 'results.json').read_text()
     with pytest.raises(SystemExit, match='other settings .*differ in: lr'):
-        bench.main(['--models', 'tsn', *common, '--lr', '0.01'])
+        tool.main(['--models', 'tsn', *common, '--lr', '0.01'])
     assert trained[6:] == []
     assert (out / 'results.json').read_text() == written
 
 
-def test_the_plot_draws_mean_and_band_per_model(bench, tmp_path):
+def test_the_plot_draws_mean_and_band_per_model(tool, tmp_path):
     runs = [synthetic_run('tsm', seed, [[20, 0.25], [40, 0.5 + 0.1 * seed]])
             for seed in (0, 1)]
     models = [dict(model='tsm', description='TSM',
-                   summary=bench.summarize_runs(runs))]
+                   summary=motion_report.summarize_runs(runs))]
     path = tmp_path / 'plot.png'
-    bench.plot_curves(models, str(path),
-                      bench.parse_args(['--seeds', '2', *TINY]))
+    motion_report.plot_curves(models, str(path),
+                      tool.parse_args(['--seeds', '2', *TINY]))
     assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert path.stat().st_size > 10000
 
 
 def test_collect_merges_runs_with_the_same_settings_only(
-        bench, monkeypatch, tmp_path):
-    fake_training(bench, monkeypatch)
+        tool, monkeypatch, tmp_path):
+    fake_training(monkeypatch)
     common = ['--data-root', str(tmp_path), '--seeds', '2', *TINY]
-    bench.main(['--models', 'tsn', '--out-dir', str(tmp_path / 'a'),
+    tool.main(['--models', 'tsn', '--out-dir', str(tmp_path / 'a'),
                 *common])
-    bench.main(['--models', 'msnet', '--out-dir', str(tmp_path / 'b'),
+    tool.main(['--models', 'msnet', '--out-dir', str(tmp_path / 'b'),
                 *common])
     merged = tmp_path / 'merged'
-    bench.main(['--collect', str(tmp_path / 'a'), str(tmp_path / 'b'),
+    tool.main(['--collect', str(tmp_path / 'a'), str(tmp_path / 'b'),
                 '--out-dir', str(merged), *common])
     report = json.loads((merged / 'results.json').read_text())
     assert [m['model'] for m in report['models']] == ['tsn', 'msnet']
     assert len(report['runs']) == 4
     # Collecting an out-dir into itself redraws it and loses nothing.
     (merged / 'results.md').unlink()
-    bench.main(['--collect', str(merged), '--out-dir', str(merged), *common])
+    tool.main(['--collect', str(merged), '--out-dir', str(merged), *common])
     assert json.loads((merged / 'results.json').read_text()) == report
     assert '| MSNet (TSM + MS after layer2) | 2 |' in (
         merged / 'results.md').read_text()
     with pytest.raises(SystemExit, match='was run with settings'):
-        bench.main(['--collect', str(tmp_path / 'a'), '--out-dir',
-                    str(merged), *common, '--lr', '0.1'])
+        tool.main(['--collect', str(tmp_path / 'a'), '--out-dir',
+                   str(merged), *common, '--lr', '0.1'])
 
 
-def test_a_foreign_results_file_is_named_not_overwritten(bench, tmp_path):
+def test_a_foreign_results_file_is_named_not_overwritten(tool, tmp_path):
     (tmp_path / 'results.json').write_text('{"results": []}')
     with pytest.raises(SystemExit, match='is not a results.json of this'):
-        bench.main(['--out-dir', str(tmp_path), *TINY])
+        tool.main(['--out-dir', str(tmp_path), *TINY])
     assert (tmp_path / 'results.json').read_text() == '{"results": []}'
 
 
@@ -210,14 +214,14 @@ def test_a_foreign_results_file_is_named_not_overwritten(bench, tmp_path):
     (['--seeds', '0'], '--seeds must be >= 1'),
     (['--first-seed', '-1'], '--first-seed must be >= 0'),
 ])
-def test_bad_benchmark_arguments_are_named(bench, args, message):
+def test_bad_benchmark_arguments_are_named(tool, args, message):
     with pytest.raises(SystemExit, match=message):
-        bench.parse_args(args)
+        tool.parse_args(args)
 
 
 @pytest.mark.slow
 def test_reduced_two_seed_run_aggregates_and_repeats_exactly(
-        run_tool, load_tool, tmp_path):
+        run_tool, load_tool, tmp_path, monkeypatch):
     out, data = tmp_path / 'bench', tmp_path / 'data'
     common = ['--models', 'tsn', 'msnet', '--data-root', data, *TINY,
               '--num-classes', '8']
@@ -255,7 +259,7 @@ def test_reduced_two_seed_run_aggregates_and_repeats_exactly(
 
     # Same settings again: nothing trains (train_run would raise).
     tool = load_tool('motion_benchmark')
-    tool.train_run = None
+    monkeypatch.setattr(motion, 'train_run', None)
     tool.main(['--seeds', '2', '--out-dir', str(out),
                *map(str, common)])
 
