@@ -18,7 +18,7 @@ Used by tools/benchmark.py. Everything here measures; nothing is estimated:
 import os
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterable, List, Sequence
 
 import torch
 import torch.nn as nn
@@ -187,6 +187,14 @@ def correlation_step(impl, batch: int, channels: int, size: int,
         f1.grad = f2.grad = None
 
     return step
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]
+                   ) -> List[str]:
+    """The lines of a markdown table: ``header`` and one line per row."""
+    return (['| ' + ' | '.join(header) + ' |', '|---' * len(header) + '|'] +
+            ['| ' + ' | '.join(str(cell) for cell in row) + ' |'
+             for row in rows])
 
 
 def write_report(out_dir: str, stem: str, data, table: str) -> None:

@@ -196,7 +196,7 @@ def test_collect_merges_runs_with_the_same_settings_only(
     assert json.loads((merged / 'results.json').read_text()) == report
     assert '| MSNet (TSM + MS after layer2) | 2 |' in (
         merged / 'results.md').read_text()
-    with pytest.raises(SystemExit, match='was run with settings'):
+    with pytest.raises(SystemExit, match='other settings .*differ in: lr'):
         tool.main(['--collect', str(tmp_path / 'a'), '--out-dir',
                    str(merged), *common, '--lr', '0.1'])
 

@@ -1,40 +1,24 @@
 """MSNet-R50 against TSM-R50 (and the MS module alone), measured in one run.
 
-Parts (each can be skipped; msnet_plugin/benchmark/parts.py measures them):
-
-- the grid: for every (batch size, frames), training-step time (forward,
-  backward, SGD update through mmengine's OptimWrapper), inference clips per
-  second (``test_step``), peak training memory, params and FLOPs (with the
-  correlation counted), for TSM and MSNet, and both again with
-  ``with_cp=True`` (activation checkpointing in the ResNet blocks and in
-  MotionSqueeze), with the ratios MSNet/TSM;
-- ``onnx``: both backbones exported to ONNX and run by onnxruntime on
-  (frames, 3, size, size), MSNet/TSM;
-- ``compile``: MotionSqueeze(128) on (8, 128, 8, 8) and the whole demo
-  recognizer (configs/msnet_r18_demo_synthetic.py, one clip of 8 frames at
-  64 px): ``torch.compile`` first call from a cold cache (a child process
-  with an empty inductor cache), and the ONNX node count of
-  MotionSqueeze(128) for both exporters;
-- ``correlation``: the correlation alone (B = 56 pairs, C = 64, 28x28,
-  d = 7; ``--correlation-case``), forward and backward, time and peak
-  memory, for the kernels 'fast' and 'reference' (on CUDA also 'mmcv' and
-  'triton' where they run);
-- ``--profile``: torch.profiler over training steps of the MS module alone
-  (512 channels at 1/8 of ``--size``, the first of ``--frames``), the ops
-  that take its time, by self CPU (or CUDA) time. Off by default.
-
-Times are medians of rounds in which the candidates run in turn in one
-process. Memory on CPU is the growth of peak RSS over one training step,
-measured in a child process per model; on CUDA, max_memory_allocated.
-TSM-R50 is configs/msnet_tsm_r50_sthv1.py with ResNetTSM as the backbone,
-so the two recognizers differ by the MS module only. Weights are random.
-
 Usage: python tools/benchmark.py [--batch-sizes 1 8] [--frames 8 16]
        [--size 224] [--rounds 5] [--models tsm msnet tsm_cp msnet_cp ms]
        [--device cpu] [--threads N] [--no-memory] [--no-correlation]
        [--no-onnx] [--no-compile] [--profile]
        [--correlation-case PAIRS CHANNELS SIZE MAX_DISP] [--out-dir DIR]
 Writes DIR/benchmark.md and DIR/benchmark.json (default work_dirs/benchmark).
+
+The parts, each a function of msnet_plugin/benchmark/parts.py (which says
+how it measures):
+
+- the grid (``--models``; none skips it): for every batch size and frame
+  count, training step, inference clips per second, peak training memory,
+  params and FLOPs of TSM-R50, MSNet-R50, both with ``with_cp=True``, and
+  the MS module alone, with the ratios MSNet/TSM;
+- onnxruntime on both backbones (``--no-onnx`` skips it);
+- ``torch.compile`` from a cold cache and ONNX node counts
+  (``--no-compile``);
+- the correlation kernels alone (``--no-correlation``);
+- where the MS module alone spends a training step (``--profile``).
 """
 import argparse
 import os

@@ -11,12 +11,14 @@
 #      kernel 'auto' picks (tools/check_kernels.py)
 #   3. tools/benchmark.py --device cuda: MSNet-R50 vs TSM-R50 for batches of
 #      8 and 16 clips of 8 and 16 frames (training step, inference, peak
-#      memory), and the correlation kernels alone (ours, mmcv's Correlation,
-#      Triton, the pre-v2 'fast' kernel, the reference)
+#      memory), and the correlation kernels alone ('fast', mmcv's
+#      Correlation, Triton, the reference)
 # and writes OUT_DIR/gpu_check.md (each step's raw output beside it). Every
 # step runs even if an earlier one fails; the exit status is 1 if any did.
+# Every step checks the msnet_plugin of this checkout, whatever is installed.
 set -u
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${1:-work_dirs/gpu_check}
 mkdir -p "$OUT"
 REPORT="$OUT/gpu_check.md"

@@ -1,50 +1,31 @@
 """Synthetic motion benchmark over seeds: TSN, TSM, MSNet and MS ablations.
 
-Every model is built from the demo config (configs/msnet_r18_demo_synthetic.py)
-with only the backbone changed, and trained with the same recipe, iterations
-and data through mmengine's Runner (iteration-based loop, validation every
-``--val-interval`` iterations), once per seed. The data are generated motion
-clips (msnet_plugin.datasets.SyntheticMotionDataset: a random texture, new per
-clip, translating in one of 4 or 8 directions; no single frame holds the
-label), written as mp4 and decoded by decord.
-
-Seeds: ``--seeds N`` trains seeds ``--first-seed`` .. ``--first-seed + N - 1``
-(default 3: seeds 0, 1, 2). Seed ``s`` sets everything random in a run: the
-training clips (generator seed ``2 s``), the validation clips (``2 s + 1``),
-the weight initialisation, the sampling order, flips and dropout.
-
-Reproducibility: each run sets mmengine's ``randomness=dict(seed=s,
-deterministic=True)``, and the global random states are saved before every
-validation and restored after it, so validating (and how often) does not
-change what training draws. torch runs on ``--threads`` CPU threads
-(default 1). On one machine with the same thread count a run gives the same
-losses and curve twice; see docs/motion_benchmark.md for what is
-not covered.
-
-Writes to ``--out-dir``: ``results.json`` (every run, and per model the
-summary over the requested seeds), ``results.md`` (per model: mean and
-min-max over seeds of the final top-1 and of the iterations needed to reach
-top-1 0.9; parameters and FLOPs) and ``top1_vs_iteration.png`` (mean
-validation curve per model, band from the lowest to the highest seed). Each
-run's Runner logs go to ``--log-dir/<model>/seed<s>/`` (default: the
-out-dir). A run (model and seed) already in ``--out-dir/results.json`` is
-not trained again (pass ``--force`` to retrain); an out-dir whose runs were
-made with other settings is refused.
-
 Usage:
     python tools/motion_benchmark.py [--models tsn tsm msnet ...]
         [--seeds 3] [--iters 160] [--val-interval 20] [--out-dir DIR]
+        [--log-dir DIR] [--force] [--collect DIR ...]
 
-FLOPs are msnet_plugin.flops.model_complexity for one clip (the backbone,
-as MMAction2's get_flops counts it, correlation included).
+Trains every model of ``--models`` once per seed (``--first-seed`` ..
+``--first-seed + --seeds - 1``) on generated motion clips, on ``--threads``
+CPU threads; how, and what makes a run reproducible:
+msnet_plugin/benchmark/motion.py. Writes to ``--out-dir``: ``results.json``
+(every run, and per model the summary over the requested seeds),
+``results.md`` (per model: mean and min-max over seeds of the final top-1
+and of the iterations to top-1 0.9; parameters and FLOPs) and
+``top1_vs_iteration.png``; each run's Runner logs go to
+``--log-dir/<model>/seed<s>/`` (default: the out-dir). A run (model and
+seed) already in ``--out-dir/results.json`` is not trained again
+(``--force`` retrains); an out-dir whose runs were made with other settings
+is refused. ``--collect`` trains nothing and merges the runs of other
+out-dirs.
 """
 import argparse
 import os.path as osp
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
 from msnet_plugin.benchmark import motion
-from msnet_plugin.benchmark.motion_report import (collect, load_report,
-                                                  markdown_table,
+from msnet_plugin.benchmark.motion_report import (load_runs,
+                                                  results_markdown,
                                                   write_outputs)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -113,21 +94,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.collect:
-        runs, costs = collect(args)
-        print(markdown_table(write_outputs(runs, costs, args), args))
+        runs, costs = load_runs(args.collect, args)
+        models = write_outputs(list(runs.values()), costs, args)
+        print(results_markdown(models, args))
         return
-    results_path = osp.join(args.out_dir, 'results.json')
-    previous = load_report(results_path)
-    differing = sorted({key for run in previous['runs']
-                        for key in motion.settings_differ(run, args)})
-    if differing:
-        raise SystemExit(
-            f'{results_path} holds runs made with other settings (they '
-            f"differ in: {', '.join(differing)}); choose another --out-dir "
-            'or move that folder away')
-    # Runs of other models or seeds stay.
-    runs = {(r['model'], r['seed']): r for r in previous['runs']}
-    costs = dict(previous['costs'])
+    # Runs already made with these settings stay (and are not trained
+    # again without --force).
+    runs, costs = load_runs([args.out_dir], args, required=False)
     for model_name in args.models:
         if model_name not in costs:
             costs[model_name] = motion.model_cost(args, model_name)
@@ -142,7 +115,7 @@ def main(argv=None):
                   f"{run['top1']:.3f} after {args.iters} iterations, curve "
                   f"{run['val_top1_curve']}", flush=True)
         models = write_outputs(list(runs.values()), costs, args)
-    print(markdown_table([m for m in models if m['model'] in args.models],
+    print(results_markdown([m for m in models if m['model'] in args.models],
                          args))
 
 

@@ -1,17 +1,26 @@
 """Synthetic motion benchmark: every model trained once per seed.
 
-Used by tools/motion_benchmark.py (its docstring says what is measured and
-how runs are kept reproducible). Every model is the demo config with only
-the backbone changed, trained with the same recipe, iterations and data
-through mmengine's Runner, once per seed; the data are
-:class:`~msnet_plugin.datasets.SyntheticMotionDataset` clips.
+Used by tools/motion_benchmark.py. Every model is built from the demo config
+(``args.demo_config``) with only the backbone changed, and trained with the
+same recipe, iterations and data through mmengine's Runner
+(iteration-based loop, validation every ``args.val_interval`` iterations),
+once per seed. The data are generated motion clips
+(:class:`~msnet_plugin.datasets.SyntheticMotionDataset`: a random texture,
+new per clip, translating in one of 4 or 8 directions; no single frame holds
+the label), written as mp4 and decoded by decord.
 
-``args`` below is the tool's parsed arguments: the data and schedule
-(``num_classes``, ``num_segments``, ``size``, ``speed``, ``train_videos``,
-``val_videos``, ``iters``, ``val_interval``, ``batch_size``, ``lr``,
-``depth``), where things go (``data_root``, ``out_dir``, ``log_dir``), the
-seeds (``seeds``, ``first_seed``), ``threads``, ``num_workers`` and
-``demo_config``.
+Seed ``s`` sets everything random in a run: the training clips (generator
+seed ``2 s``), the validation clips (``2 s + 1``), the weight
+initialisation, the sampling order, flips and dropout. Each run sets
+mmengine's ``randomness=dict(seed=s, deterministic=True)``, and
+:class:`ValCurveHook` saves the global random states before every
+validation and restores them after it, so validating (and how often) does
+not change what training draws. On one machine with the same thread count a
+run gives the same losses and curve twice; docs/motion_benchmark.md says
+what is not covered. FLOPs are :func:`msnet_plugin.flops.model_complexity`
+for one clip (the backbone, correlation included).
+
+``args`` below is the tool's parsed arguments.
 """
 import copy
 import os.path as osp

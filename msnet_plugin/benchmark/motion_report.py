@@ -7,9 +7,11 @@ Used by tools/motion_benchmark.py; runs come from
 import json
 import os
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..benchmarking import markdown_table
 
 from .motion import (MAIN_MODELS, MODEL_BACKBONES, MODEL_DESCRIPTIONS,
                      benchmark_settings, seed_list, settings_differ)
@@ -108,7 +110,7 @@ def format_iters(summary: dict) -> str:
             f"({summary['iters_min']}-{summary['iters_max']} in the others)")
 
 
-def markdown_table(models: List[dict], args) -> str:
+def results_markdown(models: List[dict], args) -> str:
     """One row per model: the summary over seeds, parameters, FLOPs."""
     chance = 1 / args.num_classes
     seeds = ', '.join(str(s) for s in seed_list(args))
@@ -122,19 +124,16 @@ def markdown_table(models: List[dict], args) -> str:
         f'{args.val_interval} iterations. Mean (min-max) over seeds. '
         f'Iterations to {TARGET_TOP1}: first validation at or above it; no '
         'mean when a seed never reached it. GFLOPs: one clip, backbone, '
-        'correlation included (msnet_plugin.flops).', '',
-        f'| model | seeds | final top-1 | iterations to top-1 {TARGET_TOP1} '
-        '| mean val top-1 every {} iters | params | GFLOPs |'.format(
-            args.val_interval),
-        '|---|---|---|---|---|---|---|'
-    ]
-    for model in models:
-        summary = model['summary']
-        curve = ' '.join(f'{top1:.2f}' for top1 in summary['curve_mean'])
-        lines.append(
-            f"| {model['description']} | {len(summary['seeds'])} | "
-            f'{format_top1(summary)} | {format_iters(summary)} | {curve} | '
-            f"{model['params']:,} | {model['flops'] / 1e9:.3f} |")
+        'correlation included (msnet_plugin.flops).', ''
+    ] + markdown_table(
+        ('model', 'seeds', 'final top-1', f'iterations to top-1 {TARGET_TOP1}',
+         f'mean val top-1 every {args.val_interval} iters', 'params',
+         'GFLOPs'),
+        ((model['description'], len(model['summary']['seeds']),
+          format_top1(model['summary']), format_iters(model['summary']),
+          ' '.join(f'{top1:.2f}' for top1 in model['summary']['curve_mean']),
+          f"{model['params']:,}", f"{model['flops'] / 1e9:.3f}")
+         for model in models))
     return '\n'.join(lines) + '\n'
 
 
@@ -175,23 +174,6 @@ def plot_curves(models: List[dict], path: str, args) -> None:
     plt.close(figure)
 
 
-def load_report(path: str) -> dict:
-    """``results.json`` at ``path`` (empty report if there is none)."""
-    if not osp.exists(path):
-        return dict(costs={}, runs=[])
-    try:
-        with open(path) as results_file:
-            report = json.load(results_file)
-        costs = {m['model']: {key: m[key] for key in COST_KEYS}
-                 for m in report['models']}
-        return dict(costs=costs,
-                    runs=list(report['runs']))
-    except (ValueError, KeyError, TypeError) as error:
-        raise SystemExit(
-            f'{path} is not a results.json of this tool ({error!r}); move '
-            'it away or choose another --out-dir') from error
-
-
 def model_reports(runs: List[dict], costs: dict, args) -> List[dict]:
     """Per model (in MODEL_BACKBONES order), the summary over the requested
     seeds of its runs; models without any such run are left out."""
@@ -223,29 +205,42 @@ def write_outputs(runs: List[dict], costs: dict, args,
                        seeds=seed_list(args), target_top1=TARGET_TOP1,
                        models=models, runs=runs), json_file, indent=1)
     with open(osp.join(args.out_dir, 'results.md'), 'w') as md_file:
-        md_file.write(markdown_table(models, args))
+        md_file.write(results_markdown(models, args))
     if plot:
         plot_curves(models, osp.join(args.out_dir, 'top1_vs_iteration.png'),
                     args)
     return models
 
 
-def collect(args) -> tuple:
-    """Runs and costs of the out-dirs in ``args.collect``; every run must
-    have the settings of ``args``."""
+def load_runs(folders: Sequence[str], args, required: bool = True
+              ) -> Tuple[dict, dict]:
+    """Runs (by model and seed; a later folder wins) and costs (by model)
+    in the results.json of ``folders``. Refused, naming the file: a run made
+    with settings other than ``args``', a file this tool did not write, and
+    (with ``required``) a folder without results.json."""
     runs, costs = {}, {}
-    for run_dir in args.collect:
-        path = osp.join(run_dir, 'results.json')
+    for folder in folders:
+        path = osp.join(folder, 'results.json')
         if not osp.exists(path):
-            raise SystemExit(f'--collect: no results.json in {run_dir}')
-        report = load_report(path)
-        for run in report['runs']:
-            differing = settings_differ(run, args)
-            if differing:
-                raise SystemExit(
-                    f"--collect: {run['model']} seed {run['seed']} in "
-                    f'{run_dir} was run with settings that differ in: '
-                    f"{', '.join(differing)}")
-            runs[(run['model'], run['seed'])] = run
-        costs.update(report['costs'])
-    return list(runs.values()), costs
+            if required:
+                raise SystemExit(f'no results.json in {folder}')
+            continue
+        try:
+            with open(path) as results_file:
+                report = json.load(results_file)
+            found = {(r['model'], r['seed']): r for r in report['runs']}
+            costs.update({m['model']: {key: m[key] for key in COST_KEYS}
+                          for m in report['models']})
+        except (ValueError, KeyError, TypeError) as error:
+            raise SystemExit(
+                f'{path} is not a results.json of this tool ({error!r}); '
+                'move it away or choose another --out-dir') from error
+        differing = sorted({key for run in found.values()
+                            for key in settings_differ(run, args)})
+        if differing:
+            raise SystemExit(
+                f'{path} holds runs made with other settings (they differ '
+                f"in: {', '.join(differing)}); choose another --out-dir or "
+                'move that folder away')
+        runs.update(found)
+    return runs, costs
