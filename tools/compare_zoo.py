@@ -163,24 +163,24 @@ def markdown(entries: list, args) -> str:
          f'CPU inference seconds per clip (batch 1, median of {args.rounds} '
          f'alternating rounds, {torch.get_num_threads()} threads)') +
         '. Published: top-1/top-5 and the zoo\'s FLOPs/params.', '',
-        '| data | model | frames | top-1 | top-5 | FLOPs (G) | params (M) '
-        '| zoo FLOPs / params | inference (s/clip) | config |',
-        '|---|---|---|---|---|---|---|---|---|---|'
     ]
-    for entry in entries:
-        label = DATASETS[entry['dataset']][1]
+
+    def row(entry):
         if 'error' in entry:
-            cost = f'not built: {entry["error"]} | |'
+            cost = (f'not built: {entry["error"]}', '')
         else:
-            cost = (f'{entry["flops"] / 1e9:.2f} | '
-                    f'{entry["params"] / 1e6:.2f} |')
+            cost = (f'{entry["flops"] / 1e9:.2f}',
+                    f'{entry["params"] / 1e6:.2f}')
         seconds = entry.get('inference_s')
-        lines.append(
-            f'| {label} | {entry["arch"]} | {entry.get("frames", "?")} '
-            f'| {entry["top1"]} | {entry["top5"]} | {cost} '
-            f'{entry["zoo_flops"]} / {entry["zoo_params"]} '
-            f'| {"-" if seconds is None else f"{seconds:.2f}"} '
-            f'| {entry["name"]} |')
+        return (DATASETS[entry['dataset']][1], entry['arch'],
+                entry.get('frames', '?'), entry['top1'], entry['top5'], *cost,
+                f'{entry["zoo_flops"]} / {entry["zoo_params"]}',
+                '-' if seconds is None else f'{seconds:.2f}', entry['name'])
+
+    lines += bench.markdown_table(
+        ('data', 'model', 'frames', 'top-1', 'top-5', 'FLOPs (G)',
+         'params (M)', 'zoo FLOPs / params', 'inference (s/clip)', 'config'),
+        map(row, entries))
     return '\n'.join(lines) + '\n'
 
 
