@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from msnet_plugin import benchmarking as bench
-from msnet_plugin.benchmark import parts, report
+from msnet_plugin.benchmark import parts
+from msnet_plugin.benchmark.report import markdown, ratios
 
 
 def test_alternating_medians_rotate_and_take_medians(monkeypatch):
@@ -169,7 +170,8 @@ def test_benchmark_report_writer_on_every_part():
         environment=dict(device='cpu', torch='2.13', threads=2,
                          correlation_impl='fast'),
         rows=[dict(row, model='tsm'), dict(row, model='msnet',
-                                           train_step_s=2.1)],
+                                           train_step_s=2.1,
+                                           inference_clips_per_s=0.8)],
         onnx=dict(frames=8, size=224, threads=2,
                   tsm=dict(seconds=1.0), msnet=dict(seconds=1.04)),
         compile=dict(ms_compile=dict(first_call_s=7.25),
@@ -182,7 +184,7 @@ def test_benchmark_report_writer_on_every_part():
                          fast=dict(fwd_bwd_s=0.1, peak_memory_mb=50.0),
                          reference=dict(fwd_bwd_s=0.12,
                                         peak_memory_mb=60.0)))
-    table = report.markdown(written)
+    table = markdown(written)
     assert '| MSNet-R50 / TSM-R50 | 1 | 8 | 1.050 |' in table
     assert '| MSNet/TSM | 1.040 |' in table
     assert '| MotionSqueeze(128) on (8, 128, 8, 8), first call | 7.2 s |' \
@@ -190,8 +192,10 @@ def test_benchmark_report_writer_on_every_part():
     assert '| MotionSqueeze(128) ONNX nodes, TorchScript exporter | 83 |' \
         in table
     assert '| reference | 0.120 | 60 | 1.200 | 1.200 |' in table
-    ratio, = report.ratios(written['rows'])
+    ratio, = ratios(written['rows'])
     assert ratio['train_step'] == pytest.approx(1.05)
+    # Inference as a time ratio: TSM's clips per second over MSNet's.
+    assert ratio['inference_time'] == pytest.approx(1.25)
 
 
 @pytest.mark.slow
