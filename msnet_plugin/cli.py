@@ -30,10 +30,10 @@ from typing import Callable, List, Optional
 
 from mmengine.registry import Registry
 
-from .checks import (CheckpointFileError, ConfigError, SegmentCountError,
-                     config_line)
-from .datasets import AnnotationError, BadSampleError
-from .hooks import CheckpointMismatchError, InvalidLossError
+from .checks import config_line
+from .errors import (AnnotationError, BadSampleError, CheckpointFileError,
+                     CheckpointMismatchError, ConfigError, InvalidLossError,
+                     SegmentCountError)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

@@ -281,8 +281,8 @@ def test_generation_waits_for_the_lock(tmp_path):
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def test_command_line_writes_dataset(tmp_path, capsys):
-    synthetic_motion.main([
+def test_command_line_writes_dataset(tmp_path, capsys, load_tool):
+    load_tool('generate_synthetic_motion').main([
         '--root',
         str(tmp_path), '--num-videos', '4', '--seed', '0', '--size', '32',
         '--rawframes'

@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 
-from ..hooks.checkpoint_match_hook import load_matching_checkpoint
+from ..checkpoints import load_matching_checkpoint
 
 
 class FramesToScores(nn.Module):
