@@ -93,18 +93,8 @@ def check_segment_counts(model_cfg: dict) -> Dict[str, int]:
     if ms_segments is not None and backbone_segments is not None:
         temporal_pool = _argument(backbone, 'temporal_pool') is True
         for stage in _argument(backbone, 'ms_stages') or ():
-            expected = MSResNetTSM.segments_after_stage(
-                backbone_segments, temporal_pool, stage)
-            if ms_segments == expected:
-                continue
-            pooled = expected != backbone_segments
-            raise SegmentCountError(
-                f'segment counts disagree: model.backbone.ms_cfg.num_segments'
-                f'={ms_segments}, but model.backbone.num_segments='
-                f'{backbone_segments}'
-                + (' with temporal_pool' if pooled else '') +
-                f' gives {expected} at the MS stage; leave num_segments out '
-                'of ms_cfg, it follows the backbone')
+            MSResNetTSM.check_ms_segments(ms_segments, backbone_segments,
+                                          temporal_pool, stage)
         counts['model.backbone.ms_cfg.num_segments'] = ms_segments
     return counts
 
