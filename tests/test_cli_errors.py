@@ -15,7 +15,8 @@ from msnet_plugin.errors import BadSampleError, ConfigError
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
 TOOLS = ('train', 'test', 'check_dataset', 'export', 'visualize_motion',
-         'demo')
+         'demo', 'get_flops', 'convert_authors_checkpoint',
+         'generate_synthetic_motion')
 
 
 @pytest.mark.parametrize('tool', TOOLS)

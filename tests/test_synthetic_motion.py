@@ -292,6 +292,15 @@ def test_command_line_writes_dataset(tmp_path, capsys, load_tool):
     assert read_annotation_labels(ann_path) == [0, 1, 2, 3]
 
 
+def test_command_line_names_a_size_it_cannot_write(tmp_path, tool_error):
+    code, err = tool_error('generate_synthetic_motion', [
+        '--root', tmp_path / 'data', '--num-videos', '2', '--seed', '0',
+        '--size', '16'])
+    assert code == 2
+    assert err.startswith('error: size=16 is below 32 px')
+    assert not (tmp_path / 'data' / 'annotations.txt').exists()
+
+
 # --- the flip label map: mirror-image class pairs ---------------------------
 
 @pytest.mark.parametrize('num_classes,expected', [
