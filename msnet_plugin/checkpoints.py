@@ -15,7 +15,9 @@ with a model, loading it strictly.
   :func:`describe_differences` and :func:`mismatch_error` word the
   differences (``CheckpointMatchHook`` logs and refuses with them).
 - Loading: :func:`load_matching_checkpoint` loads a checkpoint into a model
-  only if every tensor fits (the demo, visualisation and export).
+  only if every tensor fits (the demo, visualisation and export);
+  :func:`require_checkpoint_match` makes a config's runs refuse one that
+  does not (``tools/test.py``, ``tools/train.py --resume``).
 """
 import os.path as osp
 import pickle
@@ -358,6 +360,24 @@ def mismatch_error(source: Optional[str], model: torch.nn.Module,
         'it with a new head, add '
         "dict(type='CheckpointMatchHook', ignore_prefixes=['cls_head."
         "']) to custom_hooks.")
+
+
+def require_checkpoint_match(cfg) -> None:
+    """Make ``cfg.custom_hooks`` refuse a checkpoint that does not fit the
+    model: the config's ``CheckpointMatchHook`` gets ``refuse=True``, or one
+    is added, so that testing or resuming such a checkpoint stops with a
+    list of the differences (tools/test.py, and tools/train.py with
+    ``--resume``)."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    matching = [
+        hook for hook in hooks if isinstance(hook, dict) and str(
+            hook.get('type', '')).split('.')[-1] == 'CheckpointMatchHook'
+    ]
+    for hook in matching:
+        hook['refuse'] = True
+    if not matching:
+        hooks.append(dict(type='CheckpointMatchHook'))
+    cfg.custom_hooks = hooks
 
 
 def load_matching_checkpoint(model: torch.nn.Module, filename: str) -> dict:

@@ -99,24 +99,6 @@ def check_segment_counts(model_cfg: dict) -> Dict[str, int]:
     return counts
 
 
-def require_checkpoint_match(cfg) -> None:
-    """Make ``cfg.custom_hooks`` refuse a checkpoint that does not fit the
-    model: the config's ``CheckpointMatchHook`` gets ``refuse=True``, or one
-    is added, so that testing or resuming such a checkpoint stops with a
-    list of the differences (tools/test.py, and tools/train.py with
-    ``--resume``)."""
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    matching = [
-        hook for hook in hooks if isinstance(hook, dict) and str(
-            hook.get('type', '')).split('.')[-1] == 'CheckpointMatchHook'
-    ]
-    for hook in matching:
-        hook['refuse'] = True
-    if not matching:
-        hooks.append(dict(type='CheckpointMatchHook'))
-    cfg.custom_hooks = hooks
-
-
 # ------------------------------------------------------------- config paths
 def config_line(filename: Optional[str], value: Any) -> Optional[str]:
     """``'line N of FILE'`` of the first line of the config file that holds
