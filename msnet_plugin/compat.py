@@ -71,8 +71,6 @@ from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
-from .errors import TorchvisionUnavailableError
-
 _DRN_PACKAGE = 'mmaction.models.localizers.drn'
 _TORCHVISION_PREFIXES = ('torchvision://', 'modelzoo://')
 _original_load_from_torchvision = mmengine_checkpoint.load_from_torchvision
@@ -117,6 +115,11 @@ MMENGINE_SAFE_GLOBALS = (
     *_numpy_multiarray_function('_reconstruct'),
     *_numpy_multiarray_function('scalar'),
 )
+
+
+class TorchvisionUnavailableError(FileNotFoundError):
+    """A ``torchvision://`` checkpoint was asked for, but torchvision is not
+    installed and torch hub's cache does not have the file."""
 
 
 class _MissingDRN:

@@ -3,6 +3,9 @@
 Each names a mistake of the user's (a config value, a file, a sample, a
 checkpoint) in its message; the tools print that message as one line
 (:mod:`msnet_plugin.cli`), the Python API raises the exception itself.
+One stays beside its code: ``compat.TorchvisionUnavailableError``, because
+msnet_plugin/compat.py imports nothing of the plugin (the tests load it
+alone, to see upstream's defects before its workarounds apply).
 """
 
 
@@ -47,8 +50,3 @@ class BadSampleError(RuntimeError):
 
 class InvalidLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-class TorchvisionUnavailableError(FileNotFoundError):
-    """A ``torchvision://`` checkpoint was asked for, but torchvision is not
-    installed and torch hub's cache does not have the file."""
