@@ -26,8 +26,7 @@ import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
-from mmengine.runner.checkpoint import (_load_checkpoint,
-                                        _load_checkpoint_to_model)
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from .errors import CheckpointFileError, CheckpointMismatchError
 
@@ -385,8 +384,9 @@ def load_matching_checkpoint(model: torch.nn.Module, filename: str) -> dict:
     ``model`` if every tensor fits, as the tools that only run a model
     (demo, visualisation, export) need; else raise
     :class:`CheckpointMismatchError` listing the differences, the model
-    untouched. Returns the checkpoint."""
-    checkpoint = _load_checkpoint(filename, map_location='cpu')
+    untouched. The file is read by :func:`load_checkpoint_file` (and its
+    errors). Returns the checkpoint."""
+    checkpoint = load_checkpoint_file(filename)
     state = state_dict_of(checkpoint)
     if state is None:
         raise _no_weights('checkpoint', filename, checkpoint)
