@@ -1,59 +1,34 @@
-"""Checks that catch a user's mistakes before anything is built.
+"""Checks that catch a user's mistakes in a config before anything is built.
 
-Config checks: :func:`check_segment_counts` compares the segment counts of a
-recognizer's backbone, MotionSqueeze, neck and head. They must agree: the
-backbone's temporal shift and MotionSqueeze, MotionSqueezeNeck and TSMHead
-each regroup the (N*T, ...) frame batch into clips of their own
-``num_segments``, so a disagreement gives a shape error deep in a forward
-pass or, worse, silently mixes frames of different clips.
-:func:`check_config_paths` and :func:`check_writable_folder` name a file,
-folder or work directory of the config that does not exist or cannot be
-written (:class:`ConfigError`).
-
-Checkpoint files: :func:`load_checkpoint_file` reads one as every loader of
-the plugin does (``torch.load(weights_only=True)``) and names what is wrong
-with a file that is missing, empty, truncated, not a checkpoint or unsafe
-(:class:`CheckpointFileError`); :func:`checkpoint_layout` tells mmengine's
-training checkpoints, bare weights and the MotionSqueeze authors' layout
-apart; :func:`check_checkpoint_file` does both and refuses a layout the run
-cannot use.
+:func:`check_segment_counts` compares the segment counts of a recognizer's
+backbone, MotionSqueeze, neck and head. They must agree: the backbone's
+temporal shift and MotionSqueeze, MotionSqueezeNeck and TSMHead each regroup
+the (N*T, ...) frame batch into clips of their own ``num_segments``, so a
+disagreement gives a shape error deep in a forward pass or, worse, silently
+mixes frames of different clips. :func:`check_config_paths` and
+:func:`check_writable_folder` name a file, folder or work directory of the
+config that does not exist or cannot be written
+(:class:`~msnet_plugin.errors.ConfigError`); the weights files it names are
+read with :func:`msnet_plugin.checkpoints.check_checkpoint_file`.
 
 ``tools/train.py`` and ``tools/test.py`` call them right after loading the
-config; the other tools check their checkpoint argument.
+config.
 """
 import inspect
 import os
 import os.path as osp
-import pickle
-import re
-import sys
 import tempfile
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
-import torch
 from mmaction.registry import DATASETS, MODELS
 
+from .checkpoints import check_checkpoint_file
+from .errors import ConfigError, SegmentCountError
 from .models import MSResNetTSM
 
 #: What :func:`registered_default` returns for an argument no constructor
 #: takes.
 UNSET = object()
-
-
-class SegmentCountError(ValueError):
-    """The segment counts of a model config disagree."""
-
-
-class ConfigError(ValueError):
-    """A config value the run cannot use: a path that does not exist, a
-    work directory that cannot be written, generated data beyond what the
-    decoder or the model handles. The message names the key and the fix."""
-
-
-class CheckpointFileError(ValueError):
-    """A checkpoint file cannot be used: empty, truncated, not a checkpoint,
-    unsafe to load, or in a layout the run cannot take. The message names
-    the file and what to do."""
 
 
 def registered_default(type_name: Any, argument: str) -> Any:
@@ -118,38 +93,10 @@ def check_segment_counts(model_cfg: dict) -> Dict[str, int]:
     if ms_segments is not None and backbone_segments is not None:
         temporal_pool = _argument(backbone, 'temporal_pool') is True
         for stage in _argument(backbone, 'ms_stages') or ():
-            expected = MSResNetTSM.segments_after_stage(
-                backbone_segments, temporal_pool, stage)
-            if ms_segments == expected:
-                continue
-            pooled = expected != backbone_segments
-            raise SegmentCountError(
-                f'segment counts disagree: model.backbone.ms_cfg.num_segments'
-                f'={ms_segments}, but model.backbone.num_segments='
-                f'{backbone_segments}'
-                + (' with temporal_pool' if pooled else '') +
-                f' gives {expected} at the MS stage; leave num_segments out '
-                'of ms_cfg, it follows the backbone')
+            MSResNetTSM.check_ms_segments(ms_segments, backbone_segments,
+                                          temporal_pool, stage)
         counts['model.backbone.ms_cfg.num_segments'] = ms_segments
     return counts
-
-
-def require_checkpoint_match(cfg) -> None:
-    """Make ``cfg.custom_hooks`` refuse a checkpoint that does not fit the
-    model: the config's ``CheckpointMatchHook`` gets ``refuse=True``, or one
-    is added, so that testing or resuming such a checkpoint stops with a
-    list of the differences (tools/test.py, and tools/train.py with
-    ``--resume``)."""
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    matching = [
-        hook for hook in hooks if isinstance(hook, dict) and str(
-            hook.get('type', '')).split('.')[-1] == 'CheckpointMatchHook'
-    ]
-    for hook in matching:
-        hook['refuse'] = True
-    if not matching:
-        hooks.append(dict(type='CheckpointMatchHook'))
-    cfg.custom_hooks = hooks
 
 
 # ------------------------------------------------------------- config paths
@@ -193,15 +140,14 @@ def _leaf_datasets(dataset_cfg: Any, key: str) -> Iterator[Tuple[str, dict]]:
 
 def _reads_files_it_names(dataset_cfg: Mapping) -> bool:
     """Whether the files and folders a dataset config names are read, not
-    written: False for a dataset that generates its data
-    (SyntheticMotionDataset), and for a type that is not registered
-    (building it names the type)."""
-    from .datasets.synthetic_motion import SyntheticMotionDataset
+    written: False for a dataset class that generates its data (its
+    ``generates_data`` attribute is True, e.g. SyntheticMotionDataset), and
+    for a type that is not registered (building it names the type)."""
     dataset_type = dataset_cfg.get('type')
     if isinstance(dataset_type, str):
         dataset_type = DATASETS.get(dataset_type)
-    return isinstance(dataset_type, type) and not issubclass(
-        dataset_type, SyntheticMotionDataset)
+    return isinstance(dataset_type, type) and not getattr(
+        dataset_type, 'generates_data', False)
 
 
 def _missing(cfg, key: str, value: str, path: str, kind: str) -> ConfigError:
@@ -320,191 +266,3 @@ def check_writable_folder(folder: str, key: str = 'work_dir',
             cause += f': {error.filename}'
         raise ConfigError(
             f'{key} {folder} cannot be written ({cause}); {fix}') from error
-
-
-# ---------------------------------------------------------- checkpoint files
-#: The first bytes of what ``torch.save`` writes: a zip archive (PyTorch
-#: >= 1.6), or the legacy format (a pickled magic number, protocol 2).
-ZIP_HEADER = b'PK\x03\x04'
-LEGACY_TORCH_HEADER = b'\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19'
-#: How the MotionSqueeze authors' training script (arunos728/MotionSqueeze,
-#: ``main_something.py``) saves: ``{'epoch', 'arch', 'state_dict',
-#: 'best_prec1'}``, keys of a DataParallel-wrapped TSN model.
-AUTHORS_KEY_PREFIX = 'module.base_model.'
-AUTHORS_ENTRIES = ('arch', 'best_prec1')
-CONVERTER = 'tools/convert_authors_checkpoint.py'
-
-
-def load_checkpoint_file(path: str, key: str = 'checkpoint') -> Any:
-    """What ``torch.load(path, weights_only=True)`` returns (tensors mapped
-    to the CPU, memory-mapped where the format allows, so that a large file
-    costs little to check).
-
-    Raises:
-        FileNotFoundError: there is no such file.
-        CheckpointFileError: a folder, an empty file, a file ``torch.save``
-            did not write, a truncated or damaged one, or one whose pickle
-            would run code that safe loading refuses. The message names the
-            file (as ``key``, e.g. ``'load_from checkpoint'``), what is wrong
-            and what to do.
-    """
-    path = str(path)
-    if not osp.exists(path):
-        raise FileNotFoundError(f'{key} not found: {path}')
-    if osp.isdir(path):
-        raise CheckpointFileError(
-            f'{key} {path} is a folder, not a checkpoint file; pass '
-            'the .pth file inside it')
-    size = osp.getsize(path)
-    if size == 0:
-        raise CheckpointFileError(
-            f'{key} {path} is empty (0 bytes): it was not written or '
-            'copied completely; copy it again, or use an earlier checkpoint')
-    with open(path, 'rb') as checkpoint_file:
-        head = checkpoint_file.read(len(LEGACY_TORCH_HEADER))
-    zip_format = head.startswith(ZIP_HEADER)
-    if not zip_format and not head.startswith(LEGACY_TORCH_HEADER):
-        raise CheckpointFileError(
-            f'{key} {path} is not a PyTorch file: it starts with '
-            f'{head[:8]!r}, not with the zip or pickle header torch.save '
-            'writes; pass the .pth file saved by tools/train.py or '
-            'torch.save')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True,
-                          mmap=zip_format)
-    except pickle.UnpicklingError as error:
-        cut = _cut_name(str(error))
-        if 'Weights only load failed' not in str(error) or cut:
-            raise _damaged(key, path, size, error, cut) from error
-        detail = re.search(r'WeightsUnpickler error: ([^\n]*)', str(error))
-        raise CheckpointFileError(
-            f'{key} {path} holds Python objects that safe loading '
-            'refuses to create ('
-            + (detail.group(1).strip() if detail else 'not tensors') +
-            '): loading it would run code from the file. Use checkpoints '
-            'saved by tools/train.py or a torch.save of tensors; if you '
-            'trust this one, re-save its state_dict as plain tensors') \
-            from error
-    except (RuntimeError, EOFError, ValueError, KeyError, OSError) as error:
-        raise _damaged(key, path, size, error) from error
-
-
-def _cut_name(message: str) -> Optional[str]:
-    """The global a weights-only load refused if it names nothing in a
-    module already imported, e.g. ``torch._utils._rebuild_tensor_``: a
-    legacy-format file cut inside the name ``_rebuild_tensor_v2``; else
-    None. (Nothing is imported to find out.)"""
-    match = re.search(r'Unsupported global: GLOBAL ([\w.]+)', message)
-    if match is None:
-        return None
-    module_name, _, name = match.group(1).rpartition('.')
-    module = sys.modules.get(module_name)
-    if module is not None and not hasattr(module, name):
-        return match.group(1)
-    return None
-
-
-def _damaged(key: str, path: str, size: int, error: BaseException,
-             cut_name: Optional[str] = None) -> CheckpointFileError:
-    # torch's first sentence, e.g. "PytorchStreamReader failed reading zip
-    # archive: failed finding central directory".
-    first_line = (str(error).strip().splitlines() or [''])[0]
-    first_line = first_line.split('. ')[0][:160]
-    detail = (f'the pickle ends inside the name {cut_name}' if cut_name else
-              type(error).__name__ +
-              (f': {first_line}' if first_line else ''))
-    return CheckpointFileError(
-        f'{key} {path} is truncated or damaged ({size} bytes; torch.load:'
-        f' {detail}):'
-        ' it was not written or copied completely; copy it again, or use an '
-        'earlier checkpoint')
-
-
-def checkpoint_layout(checkpoint: Any) -> Optional[str]:
-    """How a loaded checkpoint is laid out.
-
-    Returns:
-        ``'training'``: mmengine's Runner's (``state_dict`` and ``meta``,
-        usually ``optimizer`` too): loads and resumes. ``'weights'``: a
-        ``state_dict`` entry without ``meta``, or a bare state dict (a
-        mapping of names to tensors): loads, cannot resume. ``'authors'``:
-        the MotionSqueeze authors' training script's (keys starting with
-        ``module.base_model.``, or an ``arch`` / ``best_prec1`` entry):
-        convert it with tools/convert_authors_checkpoint.py. None: none of
-        these (no tensors).
-    """
-    if not isinstance(checkpoint, Mapping):
-        return None
-    state = checkpoint.get('state_dict')
-    if not isinstance(state, Mapping):
-        state = checkpoint if checkpoint and all(
-            isinstance(value, torch.Tensor)
-            for value in checkpoint.values()) else None
-    if state is None:
-        return None
-    if any(entry in checkpoint for entry in AUTHORS_ENTRIES) or any(
-            str(key).startswith(AUTHORS_KEY_PREFIX) for key in state):
-        return 'authors'
-    if state is not checkpoint and 'meta' in checkpoint:
-        return 'training'
-    return 'weights'
-
-
-def _describe_entries(checkpoint: Any) -> str:
-    if not isinstance(checkpoint, Mapping):
-        return f'a {type(checkpoint).__name__}'
-    keys = [str(key) for key in checkpoint][:5]
-    more = ', ...' if len(checkpoint) > 5 else ''
-    return f'a dict of {", ".join(keys) + more}' if keys else 'an empty dict'
-
-
-def check_checkpoint_file(path: str, resume: bool = False,
-                          config: Optional[str] = None,
-                          key: str = 'checkpoint') -> str:
-    """Check a checkpoint file before a run loads it; return its layout.
-
-    Bare weights (a state dict, or a ``state_dict`` without ``meta``) are
-    accepted for testing, export, ``load_from`` and ``pretrained``, as
-    mmengine's loaders accept them; resuming needs mmengine's training
-    checkpoint (its ``meta`` holds the epoch and iteration).
-
-    Args:
-        path (str): the file.
-        resume (bool): the run resumes training from it.
-        config (str, optional): the config of the run, for the converter
-            command in the message about the authors' layout.
-        key (str): what the file is to the run (``checkpoint``,
-            ``load_from``, ``model.backbone.pretrained``), for messages.
-
-    Returns:
-        str: ``'training'`` or ``'weights'``, see :func:`checkpoint_layout`.
-
-    Raises:
-        FileNotFoundError, CheckpointFileError: see
-        :func:`load_checkpoint_file`; also for a file of another layout
-        (the authors' one names the converter command) and, with
-        ``resume``, for bare weights.
-    """
-    checkpoint = load_checkpoint_file(path, key)
-    layout = checkpoint_layout(checkpoint)
-    if layout is None:
-        raise CheckpointFileError(
-            f'{key} {path} is not a model checkpoint: it holds '
-            f'{_describe_entries(checkpoint)}, with no state_dict of tensors'
-            '; pass the .pth file saved by tools/train.py')
-    if layout == 'authors':
-        stem = osp.splitext(osp.basename(path))[0].replace('.pth', '')
-        target = osp.join(osp.dirname(path), f'{stem}_mmaction.pth')
-        raise CheckpointFileError(
-            f'{key} {path} is in the MotionSqueeze authors\' layout (keys '
-            f'{AUTHORS_KEY_PREFIX}*, entries arch and best_prec1), which '
-            'the plugin\'s models do not read; convert it first: python '
-            f'{CONVERTER} {path} {target} --config {config or "CONFIG"}, '
-            f'then pass {target}')
-    if resume and layout != 'training':
-        raise CheckpointFileError(
-            f'{key} {path} holds weights only (no meta with the epoch and '
-            'iteration, no optimizer state), so training cannot resume from'
-            ' it; to start a new training from these weights, pass it as '
-            f'--cfg-options load_from={path} without --resume')
-    return layout

@@ -1,6 +1,10 @@
 """How the plugin's tools end on an error the user caused.
 
-Every script in ``tools/`` wraps its ``main(argv)`` in :func:`tool_main`:
+Every tool that reads what the user names (a config, a checkpoint, videos,
+a data folder) wraps its ``main(argv)`` in :func:`tool_main`; the
+measurement scripts that take none of these (``benchmark.py``,
+``motion_benchmark.py``, ``compare_zoo.py``, ``check_kernels.py``) are not
+wrapped. For the wrapped tools:
 
 - An error the user caused (:data:`USER_ERRORS`: a named input that does not
   exist, a bad annotation list, sample, config value or checkpoint file,
@@ -11,7 +15,7 @@ Every script in ``tools/`` wraps its ``main(argv)`` in :func:`tool_main`:
   do>``, and exits with status :data:`EXIT_USER_ERROR` (2), without a
   traceback. (``CheckpointMismatchError`` alone goes on with its indented
   list of the tensors that differ.)
-- ``--debug`` (every tool has it) shows the traceback instead.
+- ``--debug`` (every wrapped tool has it) shows the traceback instead.
 - Any other error is a bug and keeps its traceback.
 - Ctrl-C exits with status :data:`EXIT_INTERRUPTED` (130) and one line;
   ``tools/train.py`` raises :class:`ToolStopped` with the checkpoint to
@@ -30,10 +34,10 @@ from typing import Callable, List, Optional
 
 from mmengine.registry import Registry
 
-from .checks import (CheckpointFileError, ConfigError, SegmentCountError,
-                     config_line)
-from .datasets import AnnotationError, BadSampleError
-from .hooks import CheckpointMismatchError, InvalidLossError
+from .checks import config_line
+from .errors import (AnnotationError, BadSampleError, CheckpointFileError,
+                     CheckpointMismatchError, ConfigError, InvalidLossError,
+                     SegmentCountError)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

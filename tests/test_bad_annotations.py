@@ -11,11 +11,11 @@ from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from msnet_plugin.checks import ConfigError
 from msnet_plugin.cli import EXIT_USER_ERROR
-from msnet_plugin.datasets import (AnnotationError, CheckedRawframeDataset,
+from msnet_plugin.datasets import (CheckedRawframeDataset,
                                    CheckedVideoDataset,
                                    generate_video_dataset, raw_data_list)
+from msnet_plugin.errors import AnnotationError, ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'

@@ -12,9 +12,10 @@ from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from msnet_plugin.checks import (CheckpointFileError, check_checkpoint_file,
-                                 checkpoint_layout, load_checkpoint_file)
+from msnet_plugin.checkpoints import (check_checkpoint_file,
+                                      checkpoint_layout, load_checkpoint_file)
 from msnet_plugin.cli import EXIT_USER_ERROR
+from msnet_plugin.errors import CheckpointFileError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'

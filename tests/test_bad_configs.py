@@ -12,12 +12,12 @@ import torch
 from mmaction.registry import HOOKS
 from mmengine.config import Config
 
-from msnet_plugin.checks import (ConfigError, check_config_paths,
-                                 check_writable_folder)
+from msnet_plugin.checks import check_config_paths, check_writable_folder
 from msnet_plugin.cli import EXIT_USER_ERROR, registry_message
 from msnet_plugin.datasets import (SyntheticMotionDataset,
                                    generate_rawframe_dataset)
 from msnet_plugin.datasets.synthetic_motion import decoded_frame_shape
+from msnet_plugin.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'

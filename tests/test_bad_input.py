@@ -21,12 +21,13 @@ from mmengine.runner import Runner
 from mmaction.registry import MODELS
 from torch.utils.data import DataLoader
 
-from msnet_plugin.checks import SegmentCountError, check_segment_counts
-from msnet_plugin.datasets import (AnnotationError, BadSampleError,
-                                   CheckedRawframeDataset,
+from msnet_plugin.checks import check_segment_counts
+from msnet_plugin.datasets import (CheckedRawframeDataset,
                                    CheckedVideoDataset, generate_motion_clip,
                                    generate_rawframe_dataset, write_video)
-from msnet_plugin.hooks import CheckpointMismatchError, InvalidLossError
+from msnet_plugin.errors import (AnnotationError, BadSampleError,
+                                 CheckpointMismatchError, InvalidLossError,
+                                 SegmentCountError)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'

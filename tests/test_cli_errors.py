@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from torch.utils.data import DataLoader, Dataset
 
-from msnet_plugin.checks import ConfigError
 from msnet_plugin.cli import (EXIT_INTERRUPTED, EXIT_USER_ERROR, tool_main,
                               user_error_message)
-from msnet_plugin.datasets import BadSampleError
+from msnet_plugin.errors import BadSampleError, ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
 TOOLS = ('train', 'test', 'check_dataset', 'export', 'visualize_motion',
-         'demo')
+         'demo', 'get_flops', 'convert_authors_checkpoint',
+         'generate_synthetic_motion')
 
 
 @pytest.mark.parametrize('tool', TOOLS)

@@ -13,9 +13,9 @@ from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from msnet_plugin.checks import CheckpointFileError
-from msnet_plugin.convert import (AuthorsCheckpointError, ConfigMismatchError,
-                                  convert_authors_checkpoint)
+from msnet_plugin.convert import convert_authors_checkpoint
+from msnet_plugin.errors import (AuthorsCheckpointError, CheckpointFileError,
+                                 ConfigMismatchError)
 
 REPO = Path(__file__).resolve().parents[1]
 R18_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'  # 4 classes

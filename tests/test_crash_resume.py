@@ -28,7 +28,7 @@ import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend, get_file_backend
 
-from msnet_plugin.checks import check_checkpoint_file
+from msnet_plugin.checkpoints import check_checkpoint_file
 from msnet_plugin.cli import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from msnet_plugin.fileio import AtomicLocalBackend
 from msnet_plugin.hooks import capture_random_state, restore_random_state

@@ -134,7 +134,7 @@ def test_ms_gets_paper_init_after_loading_2d_weights(tmp_path):
     (dict(ms_cfg=dict(in_channels=256)),
      'in_channels=256 does not match layer2 of ResNet-18, which outputs 128'),
     (dict(ms_cfg=dict(num_segments=16)),
-     'num_segments=16 differs from the backbone'),
+     'ms_cfg.num_segments=16, but model.backbone.num_segments=8 gives 8'),
 ])
 def test_construction_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -281,8 +281,8 @@ def test_generation_waits_for_the_lock(tmp_path):
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def test_command_line_writes_dataset(tmp_path, capsys):
-    synthetic_motion.main([
+def test_command_line_writes_dataset(tmp_path, capsys, load_tool):
+    load_tool('generate_synthetic_motion').main([
         '--root',
         str(tmp_path), '--num-videos', '4', '--seed', '0', '--size', '32',
         '--rawframes'
@@ -290,6 +290,15 @@ def test_command_line_writes_dataset(tmp_path, capsys):
     ann_path = str(tmp_path / 'rawframe_annotations.txt')
     assert ann_path in capsys.readouterr().out
     assert read_annotation_labels(ann_path) == [0, 1, 2, 3]
+
+
+def test_command_line_names_a_size_it_cannot_write(tmp_path, tool_error):
+    code, err = tool_error('generate_synthetic_motion', [
+        '--root', tmp_path / 'data', '--num-videos', '2', '--seed', '0',
+        '--size', '16'])
+    assert code == 2
+    assert err.startswith('error: size=16 is below 32 px')
+    assert not (tmp_path / 'data' / 'annotations.txt').exists()
 
 
 # --- the flip label map: mirror-image class pairs ---------------------------

@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.runner import Runner
 
-from msnet_plugin.hooks import compare_checkpoint_keys
+from msnet_plugin.checkpoints import compare_checkpoint_keys
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 REPO = Path(__file__).resolve().parents[1]

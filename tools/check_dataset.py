@@ -28,11 +28,11 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmengine.utils import (track_iter_progress,
                             track_parallel_progress)
-from msnet_plugin.checks import ConfigError, dataset_path_problems
+from msnet_plugin.checks import dataset_path_problems
 from msnet_plugin.cli import add_debug_argument, tool_main
-from msnet_plugin.datasets import (AnnotationError, annotation_layout,
-                                   annotation_problems, label_problems,
-                                   raw_data_list)
+from msnet_plugin.datasets import (annotation_layout, annotation_problems,
+                                   label_problems, raw_data_list)
+from msnet_plugin.errors import AnnotationError, ConfigError
 
 SPLITS = ('train', 'val', 'test')
 # Problems printed per split before the rest is only counted.

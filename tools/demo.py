@@ -20,7 +20,7 @@ from mmengine.dataset import Compose
 from mmengine.structures import LabelData
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
-from msnet_plugin.checks import check_checkpoint_file
+from msnet_plugin.checkpoints import check_checkpoint_file
 from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.datasets import write_video
 from msnet_plugin.visualization import save_gif

@@ -30,7 +30,7 @@ import torch
 from mmengine.config import DictAction
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
-from msnet_plugin.checks import check_checkpoint_file
+from msnet_plugin.checkpoints import check_checkpoint_file
 from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.deploy import (build_frames_to_scores,
                                  compare_inference_speed, export_onnx,

@@ -6,13 +6,14 @@ plugin's correlation is counted (msnet_plugin/flops.py), and the number of
 frames is explicit.
 
 Usage: python tools/get_flops.py CONFIG [--num-frames T] [--shape H W]
-       [--cfg-options k=v ...]
+       [--cfg-options k=v ...] [--debug]
 """
 import argparse
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
 from mmengine.config import Config, DictAction
 
+from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.flops import (build_recognizer, model_complexity,  # noqa
                                 recognizer_input_shape)
 
@@ -28,6 +29,7 @@ def parse_args(argv=None):
                         help='frame size: H W, or one number for H = W')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if len(args.shape) == 1:
         args.shape = args.shape * 2
@@ -36,6 +38,7 @@ def parse_args(argv=None):
     return args
 
 
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)

@@ -15,12 +15,13 @@ import msnet_plugin  # noqa: F401  (registers the plugin's classes)
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 from mmaction.registry import RUNNERS
-from msnet_plugin.checks import (ConfigError, check_checkpoint_file,
-                                 check_config_paths, check_segment_counts,
-                                 check_writable_folder,
-                                 require_checkpoint_match)
+from msnet_plugin.checkpoints import (check_checkpoint_file,
+                                      require_checkpoint_match)
+from msnet_plugin.checks import (check_config_paths, check_segment_counts,
+                                 check_writable_folder)
 from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.compat import prepare_launcher
+from msnet_plugin.errors import ConfigError
 
 
 def parse_args(argv=None):

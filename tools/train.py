@@ -21,14 +21,15 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmaction.registry import RUNNERS
-from msnet_plugin.checks import (ConfigError, check_checkpoint_file,
-                                 check_config_paths, check_segment_counts,
-                                 check_writable_folder,
-                                 require_checkpoint_match)
+from msnet_plugin.checkpoints import (check_checkpoint_file,
+                                      require_checkpoint_match)
+from msnet_plugin.checks import (check_config_paths, check_segment_counts,
+                                 check_writable_folder)
 from msnet_plugin.cli import (EXIT_INTERRUPTED, ToolStopped,
                               add_debug_argument, describe_os_error,
                               tool_main)
 from msnet_plugin.compat import prepare_launcher
+from msnet_plugin.errors import ConfigError
 
 
 def parse_args(argv=None):

@@ -23,7 +23,7 @@ import numpy as np
 from mmaction.apis import inference_recognizer
 from mmengine.dataset import Compose
 
-from msnet_plugin.checks import check_checkpoint_file
+from msnet_plugin.checkpoints import check_checkpoint_file
 from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.visualization import (MotionRecorder, compare_with_flow,
                                         flow_comparison_grid,

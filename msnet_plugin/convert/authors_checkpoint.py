@@ -47,10 +47,12 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.utils import import_modules_from_strings
 
-from ..checks import CheckpointFileError, load_checkpoint_file
+from ..checkpoints import (AUTHORS_BACKBONE_PREFIX, AUTHORS_SAVED_ENTRIES,
+                           DATA_PARALLEL_PREFIX, compare_checkpoint_keys,
+                           describe_differences, load_checkpoint_file,
+                           state_dict_of)
+from ..errors import AuthorsCheckpointError, ConfigMismatchError
 from ..fileio import replaced_atomically
-from ..hooks.checkpoint_match_hook import (compare_checkpoint_keys,
-                                           describe_differences)
 from ..models.motion_squeeze import MotionSqueeze
 
 # (block type, blocks per stage) -> ResNet depth, as torchvision builds them.
@@ -70,17 +72,7 @@ AUTHORS_SHIFT = dict(is_shift=True, shift_div=8, shift_place='blockres',
                      temporal_pool=False)
 # The authors' MS sits after layer2 (stage index 1).
 AUTHORS_MS_STAGE = 1
-UNUSED_BN = 'base_model.bn2.'
-
-
-class AuthorsCheckpointError(CheckpointFileError):
-    """The file is not a checkpoint of the authors' TSN in a layout this
-    converter knows (a :class:`~msnet_plugin.checks.CheckpointFileError`, so
-    the tools report it in one line)."""
-
-
-class ConfigMismatchError(AuthorsCheckpointError):
-    """The checkpoint's network differs from the config's model."""
+UNUSED_BN = f'{AUTHORS_BACKBONE_PREFIX}bn2.'
 
 
 @dataclass
@@ -139,11 +131,8 @@ def authors_state_dict(checkpoint) -> Tuple[Dict[str, torch.Tensor], str]:
         tuple: the state dict, and the prefix stripped from every key
         (``'module.'`` or ``''``).
     """
-    if isinstance(checkpoint, Mapping) and 'state_dict' in checkpoint:
-        state = checkpoint['state_dict']
-    else:
-        state = checkpoint
-    if not isinstance(state, Mapping) or not all(
+    state = state_dict_of(checkpoint)
+    if state is None or not all(
             isinstance(v, torch.Tensor) for v in state.values()):
         raise AuthorsCheckpointError(
             'expected the authors\' checkpoint, a dict with a "state_dict" '
@@ -152,13 +141,13 @@ def authors_state_dict(checkpoint) -> Tuple[Dict[str, torch.Tensor], str]:
             + (f' with keys {sorted(checkpoint)[:8]}'
                if isinstance(checkpoint, Mapping) else ''))
     prefix = ''
-    if state and all(key.startswith('module.') for key in state):
-        prefix = 'module.'
+    if state and all(key.startswith(DATA_PARALLEL_PREFIX) for key in state):
+        prefix = DATA_PARALLEL_PREFIX
         state = {key[len(prefix):]: value for key, value in state.items()}
-    if not any(key.startswith('base_model.') for key in state):
+    if not any(key.startswith(AUTHORS_BACKBONE_PREFIX) for key in state):
         raise AuthorsCheckpointError(
-            'no "base_model." keys: not a checkpoint of the authors\' TSN '
-            f'(its first keys: {list(state)[:5]})')
+            f'no "{AUTHORS_BACKBONE_PREFIX}" keys: not a checkpoint of the '
+            f'authors\' TSN (its first keys: {list(state)[:5]})')
     return dict(state), prefix
 
 
@@ -288,9 +277,9 @@ def plugin_key(authors_key: str, classifier: str) -> Optional[str]:
     wrapper (``.net``) is resolved; None for a key with no counterpart."""
     if authors_key.startswith(f'{classifier}.'):
         return 'cls_head.fc_cls.' + authors_key[len(classifier) + 1:]
-    if not authors_key.startswith('base_model.'):
+    if not authors_key.startswith(AUTHORS_BACKBONE_PREFIX):
         return None
-    key = authors_key[len('base_model.'):]
+    key = authors_key[len(AUTHORS_BACKBONE_PREFIX):]
     rules = [
         (r'conv1\.(weight)$', r'conv1.conv.\1'),
         (r'bn1\.(.+)$', r'conv1.bn.\1'),
@@ -419,8 +408,7 @@ def convert_authors_checkpoint(src: str, dst: str, config) -> Conversion:
                 authors_network=conversion.network.describe())
     if isinstance(checkpoint, Mapping):
         meta.update({f'authors_{key}': checkpoint[key]
-                     for key in ('epoch', 'arch', 'best_prec1')
-                     if key in checkpoint})
+                     for key in AUTHORS_SAVED_ENTRIES if key in checkpoint})
     with replaced_atomically(dst) as tmp_path:
         torch.save(dict(meta=meta, state_dict=conversion.state_dict),
                    tmp_path)

@@ -29,7 +29,7 @@ from mmengine.fileio import exists, list_from_file
 from mmengine.logging import print_log
 from torch.utils.data import get_worker_info
 
-from ..checks import ConfigError
+from ..errors import AnnotationError, BadSampleError, ConfigError
 
 # Skip counters: slot 0 for the main process, slot 1 + worker id for
 # dataloader workers (modulo the rest), so that no two processes write one
@@ -41,15 +41,6 @@ UNLABELED_FIX = (
     'a clip without a label would count as a wrong answer in validation '
     'and testing; add its label, or, to only predict an unlabeled list '
     '(tools/test.py --dump), give the dataset allow_unlabeled=True')
-
-
-class BadSampleError(RuntimeError):
-    """A sample could not be loaded; the message names its file and line."""
-
-
-class AnnotationError(ValueError):
-    """The annotation list is missing, empty or malformed, or holds a label
-    the run cannot use; the message names the file and line."""
 
 
 class AnnotationLayout(NamedTuple):

@@ -18,14 +18,11 @@ pixels along each axis per frame).
 
 The clips are written either as mp4 videos (MMAction2 ``VideoDataset``
 format, decoded by decord) or as JPEG folders in the Something-Something V1
-rawframes layout (MMAction2 ``RawframeDataset`` format). Command line::
-
-    python -m msnet_plugin.datasets.synthetic_motion --root DIR \\
-        --num-videos N --seed S [--rawframes]
+rawframes layout (MMAction2 ``RawframeDataset`` format). Command line:
+``tools/generate_synthetic_motion.py``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -38,8 +35,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 from mmaction.datasets import VideoDataset
+from mmaction.registry import DATASETS
 
-from ..checks import ConfigError
+from ..errors import ConfigError
 from ..fileio import replaced_atomically, write_bytes_atomically
 from .bad_sample_guard import BadSampleGuardMixin
 
@@ -151,7 +149,7 @@ def decoded_frame_shape(size: int) -> Optional[tuple]:
 def check_generation_parameters(data_format: str, num_videos: int,
                                 num_frames: int, size: int, speed: int,
                                 num_classes: int) -> None:
-    """Raise :class:`~msnet_plugin.checks.ConfigError` naming every
+    """Raise :class:`~msnet_plugin.errors.ConfigError` naming every
     parameter of a generated dataset that the decoder or the model cannot
     handle, with its limits: ``num_classes`` 4 or 8, at least one clip and
     one frame, ``size`` at least ``MIN_SIZE`` (even for videos, and one
@@ -496,11 +494,11 @@ def generate_rawframe_dataset(root: str,
     return _generate_dataset(root, RAWFRAME_ANN_FILE, params, write_clip)
 
 
+@DATASETS.register_module()
 class SyntheticMotionDataset(BadSampleGuardMixin, VideoDataset):
     """``VideoDataset`` over synthetic motion videos generated on the fly.
 
-    Registered in ``mmaction.registry.DATASETS`` by
-    ``msnet_plugin.datasets``. On construction, generates (or reuses) the
+    On construction, generates (or reuses) the
     videos in ``data_root`` with :func:`generate_video_dataset`, under a file
     lock so that several processes may construct it at once, then loads
     ``data_root/annotations.txt`` exactly as ``VideoDataset`` does; use a
@@ -516,7 +514,7 @@ class SyntheticMotionDataset(BadSampleGuardMixin, VideoDataset):
         size (int): Frame height and width in pixels.
         speed (int): Displacement per frame in pixels. Sizes and speeds
             that the decoder or the model cannot handle raise
-            :class:`~msnet_plugin.checks.ConfigError` naming the limits
+            :class:`~msnet_plugin.errors.ConfigError` naming the limits
             (:func:`check_generation_parameters`).
         num_classes (int): 4 or 8 directions; label i is
             ``MOTION_CLASSES[i]``, also stored as ``metainfo['classes']``.
@@ -526,6 +524,9 @@ class SyntheticMotionDataset(BadSampleGuardMixin, VideoDataset):
             video raises an error naming it and its annotation line, or is
             skipped and counted).
     """
+    #: It writes the files its config names rather than reading them, so
+    #: :func:`msnet_plugin.checks.check_config_paths` does not look for them.
+    generates_data = True
 
     def __init__(self,
                  data_root: str,
@@ -552,33 +553,3 @@ class SyntheticMotionDataset(BadSampleGuardMixin, VideoDataset):
             data_prefix=dict(video=''),
             num_classes=num_classes,
             **kwargs)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Command line entry: generate a dataset and print its annotation file."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--root', required=True, help='dataset folder')
-    parser.add_argument('--num-videos', type=int, required=True)
-    parser.add_argument('--seed', type=int, required=True)
-    parser.add_argument('--num-frames', type=int, default=8)
-    parser.add_argument('--size', type=int, default=64)
-    parser.add_argument('--speed', type=int, default=8)
-    parser.add_argument(
-        '--num-classes', type=int, default=4, choices=SUPPORTED_NUM_CLASSES)
-    parser.add_argument(
-        '--rawframes',
-        action='store_true',
-        help='write JPEG folders (Something-Something V1 layout) '
-        'instead of mp4 videos')
-    args = parser.parse_args(argv)
-    generate = (
-        generate_rawframe_dataset if args.rawframes else generate_video_dataset)
-    ann_path = generate(args.root, args.num_videos, args.seed,
-                        args.num_frames, args.size, args.speed,
-                        args.num_classes)
-    print(f'{args.num_videos} clips in {osp.abspath(args.root)}, '
-          f'annotation file {osp.abspath(ann_path)}')
-
-
-if __name__ == '__main__':
-    main()

@@ -10,7 +10,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 
-from ..hooks.checkpoint_match_hook import load_matching_checkpoint
+from ..checkpoints import load_matching_checkpoint
+from ..checks import check_segment_counts
 
 
 class FramesToScores(nn.Module):
@@ -82,20 +83,15 @@ class FramesToScores(nn.Module):
 
 def model_num_segments(recognizer: Recognizer2D) -> int:
     """T of a built recognizer: its backbone's ``num_segments`` (set in the
-    config or the backbone's default), checked against the head's and the
-    neck's where they have one."""
+    config or the backbone's default; :func:`build_frames_to_scores` checks
+    that the head and neck agree, with
+    :func:`msnet_plugin.checks.check_segment_counts`)."""
     num_segments = getattr(recognizer.backbone, 'num_segments', None)
     if num_segments is None:
         raise ValueError(
             f'the backbone {type(recognizer.backbone).__name__} has no '
             'num_segments, so the frames per clip of the exported graph are '
             'unknown')
-    for part in ('cls_head', 'neck'):
-        other = getattr(getattr(recognizer, part, None), 'num_segments', None)
-        if other is not None and other != num_segments:
-            raise ValueError(
-                f'the config is inconsistent: model.{part}.num_segments='
-                f'{other} but model.backbone.num_segments={num_segments}')
     return num_segments
 
 
@@ -127,6 +123,7 @@ def build_frames_to_scores(config,
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmaction'))
+    check_segment_counts(cfg.model)
     model_cfg = copy.deepcopy(cfg.model)
     if 'pretrained' in model_cfg.get('backbone', {}):
         model_cfg.backbone.pretrained = None

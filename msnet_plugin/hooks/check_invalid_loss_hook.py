@@ -9,9 +9,7 @@ import math
 from mmengine.hooks import Hook
 from mmaction.registry import HOOKS
 
-
-class InvalidLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+from ..errors import InvalidLossError
 
 
 @HOOKS.register_module()

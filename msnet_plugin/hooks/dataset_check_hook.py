@@ -8,7 +8,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmaction.registry import HOOKS
 
-from ..datasets.bad_sample_guard import AnnotationError, BadSampleGuardMixin
+from ..datasets.bad_sample_guard import BadSampleGuardMixin
+from ..errors import AnnotationError
 
 
 def guarded_datasets(dataset) -> Iterator[BadSampleGuardMixin]:
@@ -27,14 +28,14 @@ def guarded_datasets(dataset) -> Iterator[BadSampleGuardMixin]:
 class DatasetCheckHook(Hook):
     """Before training: every label of the training and validation datasets
     must lie in ``0 .. model.cls_head.num_classes - 1`` (raises
-    :class:`~msnet_plugin.datasets.AnnotationError` naming the line). After
+    :class:`~msnet_plugin.errors.AnnotationError` naming the line). After
     each training epoch: logs how many bad samples ``skip_bad_samples=True``
     datasets skipped (a warning if any) and puts the count in the message
     hub as ``skipped_bad_samples``. Before validation and testing: a
     dataset with ``allow_unlabeled=True`` that holds clips without a label
     may only be run without metrics (e.g. ``test_evaluator=[]`` with
     ``tools/test.py --dump``), since a metric would count them as wrong
-    answers (raises :class:`~msnet_plugin.datasets.AnnotationError`).
+    answers (raises :class:`~msnet_plugin.errors.AnnotationError`).
 
     Works on datasets that mix in
     :class:`~msnet_plugin.datasets.BadSampleGuardMixin` (``CheckedVideoDataset``,

@@ -31,7 +31,7 @@ plain strip formulation (same numbers).
 """
 import importlib.util
 import warnings
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +39,6 @@ import torch.nn.functional as F
 from .fast_correlation import (FastLocalCorrelation, default_chunk_elements,
                                strip_correlation)
 from .tracing import is_exporting_or_compiling
-
-IMPLEMENTATIONS = ('auto', 'fast', 'reference', 'mmcv', 'triton')
 
 #: (device type, index) -> the kernel 'auto' settled on for that device.
 _auto_choice: Dict[Tuple[str, Optional[int]], str] = {}
@@ -69,17 +67,10 @@ def local_correlation(f1: torch.Tensor,
         ``(y + dy, x + dx)`` falls outside the map.
     """
     _check_inputs(f1, f2, max_displacement)
-    name = resolve_correlation_impl(impl, f1)
-    if name == 'reference':
-        return local_correlation_reference(f1, f2, max_displacement)
-    if is_exporting_or_compiling():
-        return strip_correlation(f1, f2, max_displacement)
-    if name == 'fast':
-        if chunk_elements is None:
-            chunk_elements = default_chunk_elements(f1.device)
-        return FastLocalCorrelation.apply(f1, f2, max_displacement,
-                                          chunk_elements)
-    return _COMPILED_KERNELS[name](f1, f2, max_displacement)
+    _, kernel = _select_kernel(impl, f1)
+    if kernel is _fast:
+        return _fast(f1, f2, max_displacement, chunk_elements)
+    return kernel(f1, f2, max_displacement)
 
 
 def local_correlation_reference(f1: torch.Tensor, f2: torch.Tensor,
@@ -119,10 +110,11 @@ def _check_inputs(f1: torch.Tensor, f2: torch.Tensor,
 
 
 def check_impl_name(impl) -> None:
-    """Raise ValueError unless ``impl`` is one of :data:`IMPLEMENTATIONS`."""
+    """Raise ValueError unless ``impl`` is one of :data:`IMPLEMENTATIONS`
+    (MotionSqueeze checks its ``correlation_impl`` with it when built)."""
     if impl not in IMPLEMENTATIONS:
-        raise ValueError(f'unknown correlation impl {impl!r}; choose one of '
-                         f'{IMPLEMENTATIONS}')
+        raise ValueError(f'correlation_impl must be one of '
+                         f'{IMPLEMENTATIONS}, got {impl!r}')
 
 
 def mmcv_correlation_available() -> bool:
@@ -155,11 +147,19 @@ def resolve_correlation_impl(impl: str, tensor: torch.Tensor) -> str:
         RuntimeError: when ``'mmcv'`` or ``'triton'`` is asked for and cannot
             run (not installed, or not a CUDA tensor).
     """
+    return _select_kernel(impl, tensor)[0]
+
+
+def _select_kernel(impl: str, tensor: torch.Tensor) -> Tuple[str, Callable]:
+    """The name :func:`resolve_correlation_impl` returns and the function
+    that computes it: while exporting or compiling (the one place this
+    module asks), every name but ``'reference'`` gives ``'fast'`` as plain
+    ops, :func:`strip_correlation`."""
     check_impl_name(impl)
     if impl == 'reference':
-        return impl
+        return impl, KERNELS[impl]
     if is_exporting_or_compiling():
-        return 'fast'
+        return 'fast', strip_correlation
     if impl == 'mmcv':
         if not mmcv_correlation_available():
             raise RuntimeError(
@@ -174,7 +174,7 @@ def resolve_correlation_impl(impl: str, tensor: torch.Tensor) -> str:
         _require_cuda('triton', tensor)
     elif impl == 'auto':
         impl = _resolve_auto(tensor)
-    return impl
+    return impl, KERNELS[impl]
 
 
 def _require_cuda(impl: str, tensor: torch.Tensor) -> None:
@@ -231,7 +231,7 @@ def kernel_error_vs_plain(impl: str,
     f1_value, f2_value, grad_out = (
         torch.randn(size, generator=generator).to(device)
         for size in (shape, shape, (batch, side * side, height, width)))
-    kernels = (_EAGER_KERNELS[impl], strip_correlation)
+    kernels = (KERNELS[impl], strip_correlation)
     results = []
     for kernel in kernels:
         f1 = f1_value.clone().requires_grad_()
@@ -263,12 +263,19 @@ def _triton(f1: torch.Tensor, f2: torch.Tensor, d: int) -> torch.Tensor:
     return TritonLocalCorrelation.apply(f1, f2, d)
 
 
-def _fast(f1: torch.Tensor, f2: torch.Tensor, d: int) -> torch.Tensor:
-    return FastLocalCorrelation.apply(f1, f2, d,
-                                      default_chunk_elements(f1.device))
+def _fast(f1: torch.Tensor, f2: torch.Tensor, d: int,
+          chunk_elements: Optional[int] = None) -> torch.Tensor:
+    """:class:`FastLocalCorrelation` with a memory budget of
+    ``chunk_elements`` values per chunk of clips (None: the device's
+    default)."""
+    if chunk_elements is None:
+        chunk_elements = default_chunk_elements(f1.device)
+    return FastLocalCorrelation.apply(f1, f2, d, chunk_elements)
 
 
-_COMPILED_KERNELS = {'mmcv': _mmcv, 'triton': _triton}
-#: The eager kernels by name: (f1, f2, d) -> (B, (2d+1)^2, H, W).
-_EAGER_KERNELS = dict(_COMPILED_KERNELS, fast=_fast,
-                      reference=local_correlation_reference)
+#: The kernels by name, run eagerly: (f1, f2, d) -> (B, (2d+1)^2, H, W).
+KERNELS: Dict[str, Callable] = dict(
+    fast=_fast, reference=local_correlation_reference, mmcv=_mmcv,
+    triton=_triton)
+#: What ``impl`` may be: a kernel's name, or ``'auto'`` (module doc).
+IMPLEMENTATIONS = ('auto', ) + tuple(KERNELS)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmaction.registry import MODELS
 
-from .correlation import IMPLEMENTATIONS, local_correlation
+from .correlation import check_impl_name, local_correlation
 from .recomputed_tail import recomputed_conv_bn_relu
 from .soft_argmax import kernel_soft_argmax, plain_soft_argmax
 from .tracing import is_exporting_or_compiling, static_sizes
@@ -36,6 +36,20 @@ def depthwise_separable(in_channels: int, out_channels: int,
         conv_bn_relu(in_channels, in_channels, kernel_size,
                      groups=in_channels),
         conv_bn_relu(in_channels, out_channels))
+
+
+def check_frame_batch(owner: str, x: torch.Tensor, num_segments: int,
+                      holds: str = 'features') -> None:
+    """Raise ValueError unless ``x`` is (N*T, C, H, W) with N*T a multiple
+    of ``num_segments`` (T): the input rule of ``owner`` (a class name, for
+    the message), whose input ``holds`` frames or features."""
+    if x.dim() != 4:
+        raise ValueError(f'{owner} expects (N*T, C, H, W) {holds}, got a '
+                         f'{x.dim()}-D tensor {tuple(x.shape)}')
+    if x.shape[0] % num_segments != 0:
+        raise ValueError(
+            f'{owner} got {x.shape[0]} frames, not a multiple of '
+            f'num_segments={num_segments}')
 
 
 def l2_normalize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -97,9 +111,7 @@ class MotionSqueeze(nn.Module):
         if motion_input not in MOTION_INPUTS:
             raise ValueError(f'motion_input must be one of {MOTION_INPUTS}, '
                              f'got {motion_input!r}')
-        if correlation_impl not in IMPLEMENTATIONS:
-            raise ValueError(f'correlation_impl must be one of '
-                             f'{IMPLEMENTATIONS}, got {correlation_impl!r}')
+        check_impl_name(correlation_impl)
         if not isinstance(with_cp, bool):
             raise ValueError(f'with_cp must be True or False, got {with_cp!r}')
         self.correlation_impl = correlation_impl
@@ -155,16 +167,10 @@ class MotionSqueeze(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError('MotionSqueeze expects (N*T, C, H, W) features, '
-                             f'got a {x.dim()}-D tensor {tuple(x.shape)}')
+        check_frame_batch('MotionSqueeze', x, self.num_segments)
         if x.shape[1] != self.in_channels:
             raise ValueError(f'MotionSqueeze was built for in_channels='
                              f'{self.in_channels}, got {x.shape[1]} channels')
-        if x.shape[0] % self.num_segments != 0:
-            raise ValueError(
-                f'MotionSqueeze got {x.shape[0]} frames, not a multiple of '
-                f'num_segments={self.num_segments}')
 
     def estimate_motion(self, x: torch.Tensor):
         """Displacement and confidence maps between adjacent frames.

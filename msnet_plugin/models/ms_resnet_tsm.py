@@ -7,7 +7,9 @@ from mmaction.models.backbones.resnet import ResNet
 from mmaction.models.backbones.resnet_tsm import ResNetTSM
 from mmaction.registry import MODELS
 
-from .motion_squeeze import MotionSqueeze  # noqa: F401  (registers it)
+from ..errors import SegmentCountError
+# (importing motion_squeeze registers MotionSqueeze, which ms_cfg builds)
+from .motion_squeeze import check_frame_batch
 
 
 @MODELS.register_module()
@@ -69,6 +71,26 @@ class MSResNetTSM(ResNetTSM):
         return num_segments // 2 if temporal_pool and stage >= 1 \
             else num_segments
 
+    @classmethod
+    def check_ms_segments(cls, ms_segments: Optional[int], num_segments: int,
+                          temporal_pool: bool, stage: int) -> None:
+        """Raise :class:`~msnet_plugin.errors.SegmentCountError` (a
+        ValueError) if ``ms_cfg``'s ``ms_segments`` (None: not set) is not
+        the backbone's segment count at stage ``stage``, where its
+        MotionSqueeze goes; ``tools/train.py`` and ``tools/test.py`` ask
+        before building (:func:`msnet_plugin.checks.check_segment_counts`).
+        """
+        expected = cls.segments_after_stage(num_segments, temporal_pool,
+                                            stage)
+        if ms_segments is None or ms_segments == expected:
+            return
+        pooled = ' with temporal_pool' if expected != num_segments else ''
+        raise SegmentCountError(
+            'segment counts disagree: model.backbone.ms_cfg.num_segments='
+            f'{ms_segments}, but model.backbone.num_segments={num_segments}'
+            f'{pooled} gives {expected} at the MS stage; leave num_segments '
+            'out of ms_cfg, it follows the backbone')
+
     def _build_ms(self, stage: int, ms_cfg: dict) -> nn.Module:
         stage_channels = self.block.expansion * 64 * 2**stage
         in_channels = ms_cfg.pop('in_channels', stage_channels)
@@ -77,14 +99,11 @@ class MSResNetTSM(ResNetTSM):
                 f'ms_cfg in_channels={in_channels} does not match layer'
                 f'{stage + 1} of ResNet-{self.depth}, which outputs '
                 f'{stage_channels} channels')
-        stage_segments = self.segments_after_stage(self.num_segments,
-                                                   self.temporal_pool, stage)
-        num_segments = ms_cfg.pop('num_segments', stage_segments)
-        if num_segments != stage_segments:
-            raise ValueError(
-                f'ms_cfg num_segments={num_segments} differs from the '
-                f'backbone, which has {stage_segments} segments at layer'
-                f'{stage + 1}; set num_segments on the backbone only')
+        num_segments = ms_cfg.pop('num_segments', None)
+        self.check_ms_segments(num_segments, self.num_segments,
+                               self.temporal_pool, stage)
+        num_segments = self.segments_after_stage(self.num_segments,
+                                                 self.temporal_pool, stage)
         ms_cfg.setdefault('type', 'MotionSqueeze')
         ms_cfg.setdefault('with_cp', self.with_cp)  # the backbone's, by default
         return MODELS.build(
@@ -112,14 +131,7 @@ class MSResNetTSM(ResNetTSM):
 
     def forward(self, x: torch.Tensor):
         """(N*T, 3, H, W) frames -> the ResNet features of ``out_indices``."""
-        if x.dim() != 4:
-            raise ValueError(
-                'MSResNetTSM expects (N*T, C, H, W) frames, got a '
-                f'{x.dim()}-D tensor {tuple(x.shape)}')
-        if x.shape[0] % self.num_segments != 0:
-            raise ValueError(
-                f'MSResNetTSM got {x.shape[0]} frames, not a multiple of '
-                f'num_segments={self.num_segments}')
+        check_frame_batch('MSResNetTSM', x, self.num_segments, 'frames')
         x = self.maxpool(self.conv1(x))
         outs = []
         for stage, layer_name in enumerate(self.res_layers):

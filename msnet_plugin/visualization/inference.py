@@ -10,9 +10,9 @@ from mmaction.apis import init_recognizer
 from mmengine.dataset import Compose
 from mmengine.fileio import list_from_file
 
-from ..datasets.bad_sample_guard import (BadSampleError,
-                                         cannot_load_message)
-from ..hooks.checkpoint_match_hook import load_matching_checkpoint
+from ..checkpoints import load_matching_checkpoint
+from ..datasets.bad_sample_guard import cannot_load_message
+from ..errors import BadSampleError
 
 
 def video_pipeline(cfg: mmengine.Config) -> Compose:
@@ -65,7 +65,7 @@ def load_recognizer(config: str, checkpoint: Optional[str],
     """``mmaction.apis.init_recognizer``, with checks that name the problem.
 
     A checkpoint whose tensors do not all fit the config's model is refused
-    (:class:`~msnet_plugin.hooks.CheckpointMismatchError`, listing the
+    (:class:`~msnet_plugin.errors.CheckpointMismatchError`, listing the
     differences), where ``init_recognizer`` would only warn and run with
     part of the model at its random initialisation.
 
