@@ -31,7 +31,7 @@ from mmengine.fileio import LocalBackend, get_file_backend
 from msnet_plugin.checkpoints import check_checkpoint_file
 from msnet_plugin.cli import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from msnet_plugin.fileio import AtomicLocalBackend
-from msnet_plugin.hooks import capture_random_state, restore_random_state
+from msnet_plugin.random_state import capture_random_state, restore_random_state
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'

@@ -35,7 +35,7 @@ from mmengine.runner import Runner
 
 from ..datasets import motion_flip_label_map
 from ..flops import build_recognizer, model_complexity, recognizer_input_shape
-from ..hooks import capture_random_state, restore_random_state
+from ..random_state import capture_random_state, restore_random_state
 
 
 # Backbone of each benchmarked model. All are MMAction2's ResNetTSM (or the
