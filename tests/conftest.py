@@ -7,7 +7,7 @@
 - Fixtures for what several test files need: ``load_tool`` (a script of
   tools/ as a module), ``tool_error`` (the exit status and the error line of
   a tool's main that stops), ``run_tool`` (a script in a fresh interpreter),
-  ``demo_config`` and ``small_demo_options`` (the demo config, shrunk),
+  ``small_demo_options`` (the demo config, shrunk),
   ``without_scope`` (a config as plain data, to compare configs) and
   ``one_thread`` (a thread guard for tiny inputs).
 - The ``slow`` marker (setup.cfg) tags learning and end-to-end tests;
@@ -27,9 +27,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.visualization import Visualizer
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -96,12 +94,6 @@ def _run_tool(script, *args, cwd, check=True):
 def run_tool():
     """``run_tool('train.py', *args, cwd=...)``: see :func:`_run_tool`."""
     return _run_tool
-
-
-@pytest.fixture(scope='session')
-def demo_config():
-    """Path of the demo config, configs/msnet_r18_demo_synthetic.py."""
-    return DEMO_CONFIG
 
 
 def _small_demo_options(data_dir):

@@ -4,7 +4,6 @@ authors' training script's, which points to the converter). The tools end in
 one line naming the file and the fix; the Python API raises its own types."""
 import copy
 import io
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +15,8 @@ from msnet_plugin.checks import (CheckpointFileError, check_checkpoint_file,
                                  checkpoint_layout, load_checkpoint_file)
 from msnet_plugin.cli import EXIT_USER_ERROR
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG
+
 WEIGHTS = {'backbone.conv1.conv.weight': torch.ones(2, 3, 1, 1)}
 
 

@@ -28,8 +28,8 @@ from msnet_plugin.datasets import (AnnotationError, BadSampleError,
                                    generate_rawframe_dataset, write_video)
 from msnet_plugin.hooks import CheckpointMismatchError, InvalidLossError
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
+
 NUM_SEGMENTS = 8
 
 

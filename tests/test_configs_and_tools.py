@@ -4,18 +4,15 @@ import pickle
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from mmaction.registry import MODELS
 from mmengine.config import Config
 from mmengine.hub import get_config
 
+from repo_paths import DEMO_CONFIG, REPO, STHV1_CONFIG
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / 'configs').glob('*.py'))
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
-STHV1_CONFIG = REPO / 'configs' / 'msnet_tsm_r50_sthv1.py'
 
 
 def accuracies(log, mode):

@@ -33,8 +33,8 @@ from msnet_plugin.cli import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from msnet_plugin.fileio import AtomicLocalBackend
 from msnet_plugin.hooks import capture_random_state, restore_random_state
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
+
 ITERS_PER_EPOCH = 3
 # The resumed runs repeat the uninterrupted run's float32 arithmetic
 # operation for operation on the same CPU; this only allows for the last

@@ -8,11 +8,11 @@ import importlib.util
 import re
 import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import DEMO_CONFIG, REPO
+
 README = REPO / 'README.md'
 README_LIMIT = 15_000
 DOC_PAGES = sorted((REPO / 'docs').glob('*.md'))
@@ -128,9 +128,9 @@ def test_readme_demo_command_uses_the_demo_config_and_its_last_epoch():
     readme_lines = fenced_bash_lines(README.read_text())
     demo = [line for line in readme_lines if 'demo_synthetic' in line][0]
     assert demo.startswith('pip install torch==2.13.0 && ')
-    assert (REPO / 'configs' / 'msnet_r18_demo_synthetic.py').is_file()
+    assert DEMO_CONFIG.is_file()
     assert 'work_dirs/msnet_r18_demo_synthetic/epoch_4.pth' in demo
-    config = (REPO / 'configs' / 'msnet_r18_demo_synthetic.py').read_text()
+    config = DEMO_CONFIG.read_text()
     assert re.search(r'max_epochs=4\b', config)
 
 

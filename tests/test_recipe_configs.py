@@ -1,12 +1,12 @@
 """What each recipe config inherits and what it changes (no model runs)."""
 import re
-from pathlib import Path
 
 import pytest
 from mmengine.config import Config
 from mmengine.hub import get_config
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO
+
 CONFIGS = REPO / 'configs'
 MMACTION_STHV1_FLIP = (
     'mmaction::recognition/tanet/'

@@ -19,9 +19,8 @@ from msnet_plugin.hooks import MotionVisualizationHook
 from msnet_plugin.visualization import MotionGridLayout
 from msnet_plugin.visualization.inference import video_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
-STHV1_CONFIG = REPO / 'configs' / 'msnet_tsm_r50_sthv1.py'
+from repo_paths import DEMO_CONFIG, REPO, STHV1_CONFIG
+
 HOOK_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic_motion_vis.py'
 LABEL_MAP = REPO / 'resources' / 'label_map_synthetic_motion.txt'
 
