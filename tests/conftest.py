@@ -8,6 +8,8 @@
   tools/ as a module), ``tool_error`` (the exit status and the error line of
   a tool's main that stops), ``run_tool`` (a script in a fresh interpreter),
   ``small_demo_options`` (the demo config, shrunk),
+  ``small_demo_amp_run`` (one training of the shrunk demo, shared by the
+  whole session),
   ``without_scope`` (a config as plain data, to compare configs) and
   ``one_thread`` (a thread guard for tiny inputs).
 - The ``slow`` marker (setup.cfg) tags learning and end-to-end tests;
@@ -19,6 +21,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -27,7 +30,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.visualization import Visualizer
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
-from repo_paths import REPO
+from repo_paths import DEMO_CONFIG, REPO
 
 
 @pytest.fixture(autouse=True)
@@ -122,6 +125,23 @@ def _small_demo_options(data_dir):
 def small_demo_options():
     """``small_demo_options(data_dir)``: see :func:`_small_demo_options`."""
     return _small_demo_options
+
+
+@pytest.fixture(scope='session')
+def small_demo_amp_run(tmp_path_factory):
+    """``tools/train.py --amp`` on the shrunk demo (one epoch), run once for
+    the whole session and shared by the tests that need a trained demo run
+    rather than training again. Returns ``root`` (its cwd), ``data_dir``,
+    ``work_dir`` (epoch_1.pth and the logs: copy it before writing into it),
+    ``options`` (its ``--cfg-options``) and ``log`` (what the tool
+    printed)."""
+    root = tmp_path_factory.mktemp('small_demo_amp_run')
+    options = _small_demo_options(root / 'data')
+    result = _run_tool('train.py', DEMO_CONFIG, '--amp', '--work-dir',
+                       root / 'work', '--cfg-options', *options, cwd=root)
+    return SimpleNamespace(root=root, data_dir=root / 'data',
+                           work_dir=root / 'work', options=options,
+                           log=result.stdout + result.stderr)
 
 
 def _without_scope(value):
