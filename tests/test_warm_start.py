@@ -13,10 +13,9 @@ from mmengine.runner import Runner
 
 from msnet_plugin.hooks import compare_checkpoint_keys
 
-pytestmark = pytest.mark.usefixtures('one_thread')
-
 from repo_paths import HMDB51_CONFIG, REPO, STHV2_CONFIG
 
+pytestmark = pytest.mark.usefixtures('one_thread')
 TSM_ZOO_CONFIG = ('mmaction::recognition/tsm/'
                   'tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py')
 
