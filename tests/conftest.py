@@ -9,7 +9,7 @@
   a tool's main that stops), ``run_tool`` (a script in a fresh interpreter),
   ``small_demo_options`` (the demo config, shrunk),
   ``small_demo_amp_run`` (one training of the shrunk demo, shared by the
-  whole session),
+  whole session), ``eight_class_demo_checkpoint`` (one that does not fit),
   ``without_scope`` (a config as plain data, to compare configs) and
   ``one_thread`` (a thread guard for tiny inputs).
 - The ``slow`` marker (setup.cfg) tags learning and end-to-end tests;
@@ -25,6 +25,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from mmaction.registry import MODELS
+from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.visualization import Visualizer
@@ -142,6 +144,19 @@ def small_demo_amp_run(tmp_path_factory):
     return SimpleNamespace(root=root, data_dir=root / 'data',
                            work_dir=root / 'work', options=options,
                            log=result.stdout + result.stderr)
+
+
+@pytest.fixture(scope='session')
+def eight_class_demo_checkpoint(tmp_path_factory):
+    """The demo model with an 8-class head (random weights), saved as
+    mmengine's Runner saves it: a checkpoint that does not fit the demo's
+    4 classes."""
+    model_cfg = Config.fromfile(DEMO_CONFIG).model
+    model_cfg.cls_head.num_classes = 8
+    path = tmp_path_factory.mktemp('eight_classes') / '8_classes.pth'
+    torch.save(dict(meta=dict(epoch=1, iter=1),
+                    state_dict=MODELS.build(model_cfg).state_dict()), path)
+    return path
 
 
 def _without_scope(value):

@@ -2,7 +2,6 @@
 checkpoint, unsafe, or in another layout (bare weights; the MotionSqueeze
 authors' training script's, which points to the converter). The tools end in
 one line naming the file and the fix; the Python API raises its own types."""
-import copy
 import io
 
 import pytest
@@ -218,16 +217,12 @@ def test_python_api_keeps_the_exception_types(bad_files):
 
 
 @pytest.mark.slow
-def test_a_checkpoint_that_does_not_fit_is_listed(tmp_path, tool_error,
-                                                  monkeypatch):
+def test_a_checkpoint_that_does_not_fit_is_listed(
+        tmp_path, tool_error, monkeypatch, eight_class_demo_checkpoint):
     """CheckpointMatchHook's list of differences is the one message that
     goes on after its first line."""
     monkeypatch.chdir(tmp_path)
-    model_cfg = copy.deepcopy(Config.fromfile(DEMO_CONFIG).model)
-    model_cfg.cls_head.num_classes = 8
-    path = tmp_path / '8_classes.pth'
-    torch.save(dict(meta=dict(epoch=1, iter=1),
-                    state_dict=MODELS.build(model_cfg).state_dict()), path)
+    path = eight_class_demo_checkpoint
     options = [f'test_dataloader.dataset.{key}={value}' for key, value in (
         ('data_root', tmp_path / 'data'), ('num_videos', 4), ('size', 32),
         ('speed', 4))] + ['test_dataloader.num_workers=0',
