@@ -1,7 +1,7 @@
 """Paths in the repository that several test files read.
 
-The test files import them (``from repo_paths import DEMO_CONFIG``): pytest
-puts tests/ on ``sys.path`` for a test folder without ``__init__.py``.
+The test files import them (``from repo_paths import DEMO_CONFIG``): tests/
+is on ``sys.path`` (``pythonpath = tests`` in setup.cfg's pytest section).
 """
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""Slow, plainly written references that the tests compare the package with.
+"""Slow, plainly written references that the tests compare the package with
+(imported as ``from slow_references import ...``, like repo_paths.py).
 
 One pixel (and, for the correlation, one product) at a time, so that each
 line can be checked against the paper by reading it. The window index of a
