@@ -78,18 +78,22 @@ def tool_error(capsys):
     return run
 
 
-def _run_tool(script, *args, cwd, check=True):
+def _run_tool(script, *args, cwd, check=True, one_thread=False):
     """Run tools/<script> in a fresh interpreter; return the completed
     process (stdout and stderr as text). With ``check``, a non-zero exit
-    fails the test with the end of the output.
+    fails the test with the end of the output. ``one_thread`` runs torch on
+    one CPU thread (OMP_NUM_THREADS=1), for tiny inputs as the
+    ``one_thread`` fixture.
 
     The timeout only guards against hangs: the full demo takes ~2 min on an
     idle 2-core machine and over 20 min on a heavily loaded one.
     """
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    if one_thread:
+        env['OMP_NUM_THREADS'] = '1'
     result = subprocess.run(
         [sys.executable, str(REPO / 'tools' / script), *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=2700,
-        env=dict(os.environ, PYTHONWARNINGS='ignore'))
+        cwd=cwd, capture_output=True, text=True, timeout=2700, env=env)
     if check:
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result
@@ -140,7 +144,8 @@ def small_demo_amp_run(tmp_path_factory):
     root = tmp_path_factory.mktemp('small_demo_amp_run')
     options = _small_demo_options(root / 'data')
     result = _run_tool('train.py', DEMO_CONFIG, '--amp', '--work-dir',
-                       root / 'work', '--cfg-options', *options, cwd=root)
+                       root / 'work', '--cfg-options', *options, cwd=root,
+                       one_thread=True)
     return SimpleNamespace(root=root, data_dir=root / 'data',
                            work_dir=root / 'work', options=options,
                            log=result.stdout + result.stderr)

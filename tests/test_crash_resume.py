@@ -126,7 +126,11 @@ def train_command(work_dir, data_dir, *extra, launcher=()):
 
 
 def environment():
-    return dict(os.environ, PYTHONWARNINGS='ignore', PYTHONUNBUFFERED='1')
+    # One torch thread: on clips of 32 px, thread hand-offs cost more than
+    # the arithmetic (as conftest's one_thread says), the more so on a busy
+    # machine; every run of a test gets the same count.
+    return dict(os.environ, PYTHONWARNINGS='ignore', PYTHONUNBUFFERED='1',
+                OMP_NUM_THREADS='1')
 
 
 def run_to_end(command, cwd):

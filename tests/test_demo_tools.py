@@ -42,7 +42,7 @@ def test_demo_trains_resumes_and_tests(tmp_path, run_tool,
     resumed = output(run_tool('train.py', DEMO_CONFIG, '--amp', '--work-dir',
                               work_dir, '--resume', '--cfg-options',
                               *options, 'train_cfg.max_epochs=2',
-                              cwd=small_demo_amp_run.root))
+                              cwd=small_demo_amp_run.root, one_thread=True))
     assert 'resumed' in resumed.lower()
     assert f'{work_dir}/epoch_1.pth' in resumed
     assert 'Epoch(train) [1]' not in resumed
@@ -53,7 +53,7 @@ def test_demo_trains_resumes_and_tests(tmp_path, run_tool,
     tested = output(run_tool('test.py', DEMO_CONFIG, work_dir / 'epoch_2.pth',
                              '--work-dir', work_dir, '--dump', dump,
                              '--cfg-options', *options,
-                             cwd=small_demo_amp_run.root))
+                             cwd=small_demo_amp_run.root, one_thread=True))
     assert len(accuracies(tested, 'test')) == 1
     with open(dump, 'rb') as f:
         predictions = pickle.load(f)
