@@ -7,7 +7,9 @@
 - Fixtures for what several test files need: ``load_tool`` (a script of
   tools/ as a module), ``tool_error`` (the exit status and the error line of
   a tool's main that stops), ``run_tool`` (a script in a fresh interpreter),
-  ``demo_config`` and ``small_demo_options`` (the demo config, shrunk),
+  ``small_demo_options`` (the demo config, shrunk),
+  ``small_demo_amp_run`` (one training of the shrunk demo, shared by the
+  whole session), ``eight_class_demo_checkpoint`` (one that does not fit),
   ``without_scope`` (a config as plain data, to compare configs) and
   ``one_thread`` (a thread guard for tiny inputs).
 - The ``slow`` marker (setup.cfg) tags learning and end-to-end tests;
@@ -19,17 +21,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from mmaction.registry import MODELS
+from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.visualization import Visualizer
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
 
 
 @pytest.fixture(autouse=True)
@@ -75,18 +78,22 @@ def tool_error(capsys):
     return run
 
 
-def _run_tool(script, *args, cwd, check=True):
+def _run_tool(script, *args, cwd, check=True, one_thread=False):
     """Run tools/<script> in a fresh interpreter; return the completed
     process (stdout and stderr as text). With ``check``, a non-zero exit
-    fails the test with the end of the output.
+    fails the test with the end of the output. ``one_thread`` runs torch on
+    one CPU thread (OMP_NUM_THREADS=1), for tiny inputs as the
+    ``one_thread`` fixture.
 
     The timeout only guards against hangs: the full demo takes ~2 min on an
     idle 2-core machine and over 20 min on a heavily loaded one.
     """
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    if one_thread:
+        env['OMP_NUM_THREADS'] = '1'
     result = subprocess.run(
         [sys.executable, str(REPO / 'tools' / script), *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=2700,
-        env=dict(os.environ, PYTHONWARNINGS='ignore'))
+        cwd=cwd, capture_output=True, text=True, timeout=2700, env=env)
     if check:
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result
@@ -96,12 +103,6 @@ def _run_tool(script, *args, cwd, check=True):
 def run_tool():
     """``run_tool('train.py', *args, cwd=...)``: see :func:`_run_tool`."""
     return _run_tool
-
-
-@pytest.fixture(scope='session')
-def demo_config():
-    """Path of the demo config, configs/msnet_r18_demo_synthetic.py."""
-    return DEMO_CONFIG
 
 
 def _small_demo_options(data_dir):
@@ -130,6 +131,37 @@ def _small_demo_options(data_dir):
 def small_demo_options():
     """``small_demo_options(data_dir)``: see :func:`_small_demo_options`."""
     return _small_demo_options
+
+
+@pytest.fixture(scope='session')
+def small_demo_amp_run(tmp_path_factory):
+    """``tools/train.py --amp`` on the shrunk demo (one epoch), run once for
+    the whole session and shared by the tests that need a trained demo run
+    rather than training again. Returns ``root`` (its cwd), ``data_dir``,
+    ``work_dir`` (epoch_1.pth and the logs: copy it before writing into it),
+    ``options`` (its ``--cfg-options``) and ``log`` (what the tool
+    printed)."""
+    root = tmp_path_factory.mktemp('small_demo_amp_run')
+    options = _small_demo_options(root / 'data')
+    result = _run_tool('train.py', DEMO_CONFIG, '--amp', '--work-dir',
+                       root / 'work', '--cfg-options', *options, cwd=root,
+                       one_thread=True)
+    return SimpleNamespace(root=root, data_dir=root / 'data',
+                           work_dir=root / 'work', options=options,
+                           log=result.stdout + result.stderr)
+
+
+@pytest.fixture(scope='session')
+def eight_class_demo_checkpoint(tmp_path_factory):
+    """The demo model with an 8-class head (random weights), saved as
+    mmengine's Runner saves it: a checkpoint that does not fit the demo's
+    4 classes."""
+    model_cfg = Config.fromfile(DEMO_CONFIG).model
+    model_cfg.cls_head.num_classes = 8
+    path = tmp_path_factory.mktemp('eight_classes') / '8_classes.pth'
+    torch.save(dict(meta=dict(epoch=1, iter=1),
+                    state_dict=MODELS.build(model_cfg).state_dict()), path)
+    return path
 
 
 def _without_scope(value):

@@ -17,8 +17,8 @@ from msnet_plugin.datasets import (CheckedRawframeDataset,
                                    generate_video_dataset, raw_data_list)
 from msnet_plugin.errors import AnnotationError, ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG
+
 USAGE = '<video> <label>'
 
 

@@ -2,9 +2,7 @@
 checkpoint, unsafe, or in another layout (bare weights; the MotionSqueeze
 authors' training script's, which points to the converter). The tools end in
 one line naming the file and the fix; the Python API raises its own types."""
-import copy
 import io
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,8 +15,8 @@ from msnet_plugin.checkpoints import (check_checkpoint_file,
 from msnet_plugin.cli import EXIT_USER_ERROR
 from msnet_plugin.errors import CheckpointFileError
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG
+
 WEIGHTS = {'backbone.conv1.conv.weight': torch.ones(2, 3, 1, 1)}
 
 
@@ -220,16 +218,12 @@ def test_python_api_keeps_the_exception_types(bad_files):
 
 
 @pytest.mark.slow
-def test_a_checkpoint_that_does_not_fit_is_listed(tmp_path, tool_error,
-                                                  monkeypatch):
+def test_a_checkpoint_that_does_not_fit_is_listed(
+        tmp_path, tool_error, monkeypatch, eight_class_demo_checkpoint):
     """CheckpointMatchHook's list of differences is the one message that
     goes on after its first line."""
     monkeypatch.chdir(tmp_path)
-    model_cfg = copy.deepcopy(Config.fromfile(DEMO_CONFIG).model)
-    model_cfg.cls_head.num_classes = 8
-    path = tmp_path / '8_classes.pth'
-    torch.save(dict(meta=dict(epoch=1, iter=1),
-                    state_dict=MODELS.build(model_cfg).state_dict()), path)
+    path = eight_class_demo_checkpoint
     options = [f'test_dataloader.dataset.{key}={value}' for key, value in (
         ('data_root', tmp_path / 'data'), ('num_videos', 4), ('size', 32),
         ('speed', 4))] + ['test_dataloader.num_workers=0',

@@ -5,7 +5,6 @@ demo data at sizes or speeds the decoder or the model cannot handle. The
 tools stop before building anything, in one line naming the key, the config
 line where it is written there, and the fix."""
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,11 +18,7 @@ from msnet_plugin.datasets import (SyntheticMotionDataset,
 from msnet_plugin.datasets.synthetic_motion import decoded_frame_shape
 from msnet_plugin.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
-STHV1 = REPO / 'configs' / 'msnet_tsm_r50_sthv1.py'
-HMDB51 = REPO / 'configs' / 'msnet_tsm_r50_hmdb51_ft.py'
-
+from repo_paths import DEMO_CONFIG, HMDB51_CONFIG, STHV1_CONFIG
 
 def fix(key):
     return ('Fix the path in the config, or set it with --cfg-options '
@@ -45,17 +40,19 @@ def test_missing_annotation_file_and_data_folder(tmp_path, tool_error,
     monkeypatch.chdir(tmp_path)
     work = ['--work-dir', tmp_path / 'work', '--no-validate']
     key = 'train_dataloader.dataset.ann_file'
-    assert tool_error('train', [STHV1, *work]) == (EXIT_USER_ERROR, (
+    assert tool_error('train', [STHV1_CONFIG, *work]) == (EXIT_USER_ERROR, (
         f"error: {key} = 'data/sthv1/sthv1_train_list_rawframes.txt': "
-        f'annotation file not found (line 27 of {STHV1}). {fix(key)}\n'))
+        f'annotation file not found (line 27 of {STHV1_CONFIG}). '
+        f'{fix(key)}\n'))
     key = 'train_dataloader.dataset.data_prefix.img'
-    assert tool_error('train', [STHV1, *work, '--cfg-options',
+    assert tool_error('train', [STHV1_CONFIG, *work, '--cfg-options',
                                 sthv1_data[0]]) == (EXIT_USER_ERROR, (
         f"error: {key} = 'data/sthv1/rawframes': data folder not found "
-        f'(line 25 of {STHV1}). {fix(key)}\n'))
+        f'(line 25 of {STHV1_CONFIG}). {fix(key)}\n'))
     # Validation data are checked when validation runs.
     key = 'val_dataloader.dataset.ann_file'
-    code, err = tool_error('train', [STHV1, '--work-dir', tmp_path / 'work',
+    code, err = tool_error('train', [STHV1_CONFIG, '--work-dir',
+                                     tmp_path / 'work',
                                      '--cfg-options', *sthv1_data])
     assert err.startswith(f"error: {key} = 'data/sthv1/sthv1_val_list_"
                           'rawframes.txt\': annotation file not found')
@@ -67,9 +64,10 @@ def test_test_tool_checks_the_test_data(tmp_path, tool_error, monkeypatch):
     weights = tmp_path / 'weights.pth'
     torch.save({'w': torch.zeros(1)}, weights)
     key = 'test_dataloader.dataset.ann_file'
-    assert tool_error('test', [STHV1, weights]) == (EXIT_USER_ERROR, (
+    assert tool_error('test', [STHV1_CONFIG, weights]) == (EXIT_USER_ERROR, (
         f"error: {key} = 'data/sthv1/sthv1_val_list_rawframes.txt': "
-        f'annotation file not found (line 28 of {STHV1}). {fix(key)}\n'))
+        f'annotation file not found (line 28 of {STHV1_CONFIG}). '
+        f'{fix(key)}\n'))
 
 
 def test_data_root_is_joined_as_mmengine_joins_it(tmp_path):
@@ -126,12 +124,12 @@ def test_missing_weights_and_load_from(tmp_path, tool_error, monkeypatch):
 
 
 def test_load_from_of_a_config_is_named_with_its_line():
-    cfg = Config.fromfile(HMDB51)
+    cfg = Config.fromfile(HMDB51_CONFIG)
     with pytest.raises(ConfigError) as error:
         check_config_paths(cfg, [], weights=True)
     assert str(error.value) == (
         "load_from = 'checkpoints/msnet_tsm_r50_k400_16f.pth': checkpoint "
-        f'not found (line 27 of {HMDB51}). {fix("load_from")}')
+        f'not found (line 27 of {HMDB51_CONFIG}). {fix("load_from")}')
 
 
 def test_unregistered_type(tmp_path, tool_error, monkeypatch):

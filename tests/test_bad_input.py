@@ -29,8 +29,8 @@ from msnet_plugin.errors import (AnnotationError, BadSampleError,
                                  CheckpointMismatchError, InvalidLossError,
                                  SegmentCountError)
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
+
 NUM_SEGMENTS = 8
 
 
@@ -274,23 +274,16 @@ def test_train_tool_checks_segment_counts_before_building(tmp_path,
 # --- checkpoints -----------------------------------------------------------------
 
 @pytest.fixture
-def other_checkpoints(tmp_path):
+def other_checkpoints(tmp_path, eight_class_demo_checkpoint):
     """Checkpoints of the demo model with 8 classes, and of TSM-R18 without
     MotionSqueeze, saved as mmengine's Runner saves them."""
-    cfg = Config.fromfile(DEMO_CONFIG)
-    paths = {}
-    for name in ('8 classes', 'no MS'):
-        model_cfg = copy.deepcopy(cfg.model)
-        if name == '8 classes':
-            model_cfg.cls_head.num_classes = 8
-        else:
-            model_cfg.backbone.type = 'ResNetTSM'
-            del model_cfg.backbone.ms_stages, model_cfg.backbone.ms_cfg
-        model = MODELS.build(model_cfg)
-        paths[name] = tmp_path / f'{name.replace(" ", "_")}.pth'
-        torch.save(dict(meta=dict(epoch=1, iter=1),
-                        state_dict=model.state_dict()), paths[name])
-    return paths
+    model_cfg = copy.deepcopy(Config.fromfile(DEMO_CONFIG).model)
+    model_cfg.backbone.type = 'ResNetTSM'
+    del model_cfg.backbone.ms_stages, model_cfg.backbone.ms_cfg
+    no_ms = tmp_path / 'no_MS.pth'
+    torch.save(dict(meta=dict(epoch=1, iter=1),
+                    state_dict=MODELS.build(model_cfg).state_dict()), no_ms)
+    return {'8 classes': eight_class_demo_checkpoint, 'no MS': no_ms}
 
 
 @pytest.mark.slow

@@ -9,9 +9,7 @@ import pytest
 from msnet_plugin.datasets import (generate_rawframe_dataset,
                                    generate_video_dataset)
 
-REPO = Path(__file__).resolve().parents[1]
-STHV1 = REPO / 'configs' / 'msnet_tsm_r50_sthv1.py'  # rawframes, 174 classes
-STHV2 = REPO / 'configs' / 'msnet_tsm_r50_sthv2.py'  # videos, 174 classes
+from repo_paths import DEMO_CONFIG, REPO, STHV1_CONFIG, STHV2_CONFIG
 
 spec = importlib.util.spec_from_file_location(
     'check_dataset', REPO / 'tools' / 'check_dataset.py')
@@ -52,11 +50,12 @@ def run_check(config, split, ann_file, prefix, capsys):
 
 def test_good_datasets_pass(videos, rawframes, capsys):
     ann_file, root = videos
-    status, out = run_check(STHV2, 'train', ann_file, dict(video=root),
+    status, out = run_check(STHV2_CONFIG, 'train', ann_file, dict(video=root),
                             capsys)
     assert status == 0 and 'checking 3 clips' in out and 'train: OK' in out
     ann_file, root = rawframes
-    status, out = run_check(STHV1, 'val', ann_file, dict(img=root), capsys)
+    status, out = run_check(STHV1_CONFIG, 'val', ann_file, dict(img=root),
+                            capsys)
     assert status == 0 and 'val: OK' in out
 
 
@@ -67,7 +66,7 @@ def test_broken_videos_are_each_named(videos, capsys):
     lines = ann_file.read_text().splitlines()
     lines[2] = lines[2].split()[0] + ' 174'  # the head has classes 0..173
     ann_file.write_text('\n'.join(lines) + '\n')
-    status, out = run_check(STHV2, 'train', ann_file, dict(video=root),
+    status, out = run_check(STHV2_CONFIG, 'train', ann_file, dict(video=root),
                             capsys)
     assert status == 1
     assert 'train: 3 problem(s)' in out
@@ -84,7 +83,7 @@ def test_broken_rawframes_are_each_named(rawframes, capsys):
     (root / '00000' / '00004.jpg').unlink()  # last frame of clip 0
     (root / '00001' / '00001.jpg').write_bytes(b'not a jpeg')
     shutil.rmtree(root / '00002')
-    status, out = run_check(STHV1, 'train', ann_file, dict(img=root),
+    status, out = run_check(STHV1_CONFIG, 'train', ann_file, dict(img=root),
                             capsys)
     assert status == 1
     assert f'{root}/00000/00004.jpg: frame file not found' in out
@@ -95,13 +94,14 @@ def test_broken_rawframes_are_each_named(rawframes, capsys):
 def test_missing_and_malformed_annotation_files(rawframes, tmp_path, capsys):
     _, root = rawframes
     missing = tmp_path / 'missing.txt'
-    status, out = run_check(STHV1, 'test', missing, dict(img=root), capsys)
+    status, out = run_check(STHV1_CONFIG, 'test', missing, dict(img=root),
+                            capsys)
     assert status == 1
     assert (f"test_dataloader.dataset.ann_file = '{missing}': annotation "
             'file not found' in out)
     malformed = tmp_path / 'videos_list.txt'
     malformed.write_text('some/video.mp4\n')  # no frame count, no label
-    status, out = run_check(STHV1, 'train', malformed, dict(img=root),
+    status, out = run_check(STHV1_CONFIG, 'train', malformed, dict(img=root),
                             capsys)
     assert status == 1
     assert (f'line 1 of {malformed} has 1 column(s), expected <frame folder> '
@@ -109,7 +109,7 @@ def test_missing_and_malformed_annotation_files(rawframes, tmp_path, capsys):
     # A video list read as rawframes: the "frame count" is the label and
     # the label is missing.
     malformed.write_text('some/video.mp4 3\n')
-    status, out = run_check(STHV1, 'train', malformed, dict(img=root),
+    status, out = run_check(STHV1_CONFIG, 'train', malformed, dict(img=root),
                             capsys)
     assert status == 1
     assert f"line 1 of {malformed} has no label: 'some/video.mp4 3'" in out
@@ -121,7 +121,8 @@ def test_every_problem_of_a_list_is_listed(rawframes, tmp_path, capsys):
     _, root = rawframes
     ann_file = tmp_path / 'list.txt'
     ann_file.write_text('00000 4 1\n00001 4 up\n00002 4\n00000 4 1\n\n')
-    status, out = run_check(STHV1, 'train', ann_file, dict(img=root), capsys)
+    status, out = run_check(STHV1_CONFIG, 'train', ann_file, dict(img=root),
+                            capsys)
     assert status == 1
     assert out.splitlines() == [
         'train: 4 problem(s):',
@@ -142,7 +143,7 @@ def test_a_config_it_cannot_check_ends_in_one_line(tmp_path, tool_error,
                                                    monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, err = tool_error('check_dataset', [
-        REPO / 'configs' / 'msnet_r18_demo_synthetic.py', '--cfg-options',
+        DEMO_CONFIG, '--cfg-options',
         'train_dataloader.dataset.type=SyntheticMotionDatset'])
     assert code == 2
     assert err.startswith("error: type 'SyntheticMotionDatset' is not "
@@ -153,7 +154,7 @@ def test_parallel_workers_report_the_same(videos, capsys):
     ann_file, root = videos
     (root / 'videos' / '00002.mp4').unlink()
     status = check_dataset.main(
-        [str(STHV2), '--split', 'val', '--workers', '2'] +
+        [str(STHV2_CONFIG), '--split', 'val', '--workers', '2'] +
         data_options('val', ann_file, dict(video=root)))
     out = capsys.readouterr().out
     assert status == 1 and 'val: 1 problem(s)' in out

@@ -3,7 +3,6 @@ caused prints one line and exits with status 2, ``--debug`` shows the
 traceback, any other error keeps its traceback, Ctrl-C exits with 130."""
 import errno
 import os
-from pathlib import Path
 
 import pytest
 from torch.utils.data import DataLoader, Dataset
@@ -12,8 +11,8 @@ from msnet_plugin.cli import (EXIT_INTERRUPTED, EXIT_USER_ERROR, tool_main,
                               user_error_message)
 from msnet_plugin.errors import BadSampleError, ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG
+
 TOOLS = ('train', 'test', 'check_dataset', 'export', 'visualize_motion',
          'demo', 'get_flops', 'convert_authors_checkpoint',
          'generate_synthetic_motion')

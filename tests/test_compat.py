@@ -14,7 +14,6 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
-from mmengine.registry import DefaultScope
 from mmengine.runner import CheckpointLoader, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
@@ -122,11 +121,6 @@ def test_cpu_distributed_workaround_only_for_a_pytorch_launch():
 
 
 # --- a. DRN missing from the mmaction2 wheel --------------------------------
-
-def test_mmaction_models_import_and_registry():
-    with DefaultScope.overwrite_default_scope('mmaction'):
-        assert MODELS.get('ResNetTSM') is mmaction.models.ResNetTSM
-
 
 FRESH_IMPORT_SCRIPT = '''
 import importlib.util, sys
@@ -363,14 +357,3 @@ def test_torchvision_scheme_delegates_when_torchvision_installed(
                         lambda filename, map_location: dict(url=filename))
     assert _load_checkpoint('torchvision://resnet50') == dict(
         url='torchvision://resnet50')
-
-
-@pytest.mark.parametrize('depth', [18, 50])
-def test_tsm_loads_local_torchvision_file(hub_checkpoints, tmp_path, depth):
-    state_dict = torchvision_resnet_state_dict(depth)
-    path = str(tmp_path / f'resnet{depth}.pth')
-    torch.save(state_dict, path)
-    backbone = mmaction.models.ResNetTSM(depth=depth, pretrained=path,
-                                         pretrained2d=True)
-    backbone.init_weights()
-    assert_tsm_has_weights(backbone, state_dict)

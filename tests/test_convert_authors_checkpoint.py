@@ -4,7 +4,6 @@ around their resnet_TSM.py), written out here from that description."""
 import copy
 import functools
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +16,10 @@ from msnet_plugin.convert import convert_authors_checkpoint
 from msnet_plugin.errors import (AuthorsCheckpointError, CheckpointFileError,
                                  ConfigMismatchError)
 
-REPO = Path(__file__).resolve().parents[1]
-R18_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'  # 4 classes
-R50_CONFIG = REPO / 'configs' / 'msnet_tsm_r50_sthv2.py'  # 174 classes
+from repo_paths import DEMO_CONFIG, REPO, STHV2_CONFIG
+
+R18_CONFIG = DEMO_CONFIG  # 4 classes
+R50_CONFIG = STHV2_CONFIG  # 174 classes
 STHV1_PAPER_CONFIG = (REPO / 'configs' / 'paper' /
                       'msnet_tsm_r50_sthv1_paper.py')  # R50, 174 classes
 BN = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')

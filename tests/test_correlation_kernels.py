@@ -15,26 +15,11 @@ from msnet_plugin.models.fast_correlation import (FastLocalCorrelation,
                                                   strip_indices,
                                                   strip_rows_for)
 
+from slow_references import per_pixel_soft_argmax
+
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                    reason='needs a CUDA device')
 CUDA_KERNELS = ('fast', 'mmcv', 'triton')
-
-
-def plain_soft_argmax(corr, patch, sigma, temperature):
-    """MotionSqueeze's original formulation, differentiable by autograd."""
-    batch, _, height, width = corr.shape
-    d = patch // 2
-    _, best = corr.max(dim=1, keepdim=True)
-    best_y, best_x = best // patch, best % patch
-    grid = torch.arange(patch, dtype=corr.dtype).view(1, patch, 1, 1)
-    gaussian = (torch.exp(-(grid - best_y)**2 / (2 * sigma**2)).unsqueeze(2) *
-                torch.exp(-(grid - best_x)**2 / (2 * sigma**2)).unsqueeze(1))
-    logits = corr.view(batch, patch, patch, height, width) * gaussian
-    prob = F.softmax(logits.flatten(1, 2) * temperature, dim=1).view_as(logits)
-    offsets = (grid - d) / d
-    dx = (prob.sum(dim=1) * offsets).sum(dim=1, keepdim=True)
-    dy = (prob.sum(dim=2) * offsets).sum(dim=1, keepdim=True)
-    return torch.cat([dx, dy], dim=1)
 
 
 def values_and_grads(kernel, f1, f2, grad_out):
@@ -235,35 +220,35 @@ def test_kernel_check_against_plain_formulation_runs_on_cpu(impl):
     assert 0 <= error < 1e-5
 
 
-def test_soft_argmax_values_and_gradients_match_plain():
+def test_soft_argmax_values_and_gradients_match_the_per_pixel_reference():
     torch.manual_seed(0)
     corr = (torch.relu(torch.randn(3, 49, 5, 6, dtype=torch.float64)) *
             0.05).requires_grad_()
     disp, conf = kernel_soft_argmax(corr, 7, sigma=2.0, temperature=100.0)
     grad = torch.randn_like(disp)
     (lean_grad, ) = torch.autograd.grad(disp, corr, grad)
-    plain = plain_soft_argmax(corr, 7, 2.0, 100.0)
-    (plain_grad, ) = torch.autograd.grad(plain, corr, grad)
-    torch.testing.assert_close(disp, plain)
-    torch.testing.assert_close(lean_grad, plain_grad)
-    torch.testing.assert_close(conf, corr.max(dim=1, keepdim=True)[0])
+    ref_disp, ref_conf = per_pixel_soft_argmax(corr, 7, 100.0, sigma=2.0)
+    (ref_grad, ) = torch.autograd.grad(ref_disp, corr, grad)
+    torch.testing.assert_close(disp, ref_disp)
+    torch.testing.assert_close(lean_grad, ref_grad)
+    torch.testing.assert_close(conf, ref_conf)
 
 
-def test_soft_argmax_float32_matches_plain():
+def test_soft_argmax_float32_matches_the_per_pixel_reference():
     """Float32 logits 100 below the peak (clamped against denormals) give
-    the plain formulation's values and gradients."""
+    the per-pixel reference's values and gradients."""
     torch.manual_seed(3)
     corr = torch.rand(2, 225, 6, 7).requires_grad_()
     disp, _ = kernel_soft_argmax(corr, 15, sigma=5.0, temperature=100.0)
-    plain = plain_soft_argmax(corr, 15, 5.0, 100.0)
+    ref_disp, _ = per_pixel_soft_argmax(corr, 15, 100.0, sigma=5.0)
     grad = torch.randn_like(disp)
-    torch.testing.assert_close(disp, plain)
+    torch.testing.assert_close(disp, ref_disp)
     lean_grad = torch.autograd.grad(disp, corr, grad)[0]
-    plain_grad = torch.autograd.grad(plain, corr, grad)[0]
+    ref_grad = torch.autograd.grad(ref_disp, corr, grad)[0]
     # Gradients carry the factor temperature = 100: float32 rounding of two
     # summation orders differs by up to ~1e-5 on entries of size ~1.
-    assert plain_grad.abs().max() > 1
-    torch.testing.assert_close(lean_grad, plain_grad, rtol=0, atol=1e-4)
+    assert ref_grad.abs().max() > 1
+    torch.testing.assert_close(lean_grad, ref_grad, rtol=0, atol=1e-4)
 
 
 def test_soft_argmax_chunks_agree():

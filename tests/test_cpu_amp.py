@@ -38,14 +38,9 @@ def test_only_bfloat16_is_accepted():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
 @pytest.mark.slow
-def test_train_tool_amp_trains_the_demo_on_cpu(tmp_path, run_tool,
-                                               demo_config,
-                                               small_demo_options):
-    result = run_tool('train.py', demo_config, '--amp',
-                      '--work-dir', tmp_path / 'work', '--cfg-options',
-                      *small_demo_options(tmp_path / 'data'), cwd=tmp_path)
-    log = result.stdout + result.stderr
+def test_train_tool_amp_trains_the_demo_on_cpu(small_demo_amp_run):
+    log = small_demo_amp_run.log
     assert "type='CPUAmpOptimWrapper'" in log
     losses = [float(v) for v in re.findall(r'\sloss: ([0-9.]+)', log)]
     assert losses and all(0 < loss < 10 for loss in losses), losses
-    assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
+    assert (small_demo_amp_run.work_dir / 'epoch_1.pth').is_file()

@@ -33,8 +33,8 @@ from msnet_plugin.cli import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from msnet_plugin.fileio import AtomicLocalBackend
 from msnet_plugin.random_state import capture_random_state, restore_random_state
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
+
 ITERS_PER_EPOCH = 3
 # The resumed runs repeat the uninterrupted run's float32 arithmetic
 # operation for operation on the same CPU; this only allows for the last
@@ -126,7 +126,11 @@ def train_command(work_dir, data_dir, *extra, launcher=()):
 
 
 def environment():
-    return dict(os.environ, PYTHONWARNINGS='ignore', PYTHONUNBUFFERED='1')
+    # One torch thread: on clips of 32 px, thread hand-offs cost more than
+    # the arithmetic (as conftest's one_thread says), the more so on a busy
+    # machine; every run of a test gets the same count.
+    return dict(os.environ, PYTHONWARNINGS='ignore', PYTHONUNBUFFERED='1',
+                OMP_NUM_THREADS='1')
 
 
 def run_to_end(command, cwd):

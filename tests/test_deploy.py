@@ -10,7 +10,6 @@ weights) to stay short. The graph tests take MotionSqueeze(128) alone on
 (8, 128, 8, 8) features, the issue's case, and compare with eager.
 """
 import importlib.util
-from pathlib import Path
 
 import onnx
 import pytest
@@ -24,8 +23,8 @@ from msnet_plugin.deploy.frames_to_scores import example_frames
 from msnet_plugin.deploy.onnx_export import onnx_node_count
 from msnet_plugin.models import MotionSqueeze
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
+
 SEGMENTS = 8  # the demo config's
 SIZE = (32, 32)
 SMALL_WINDOW = {'model.backbone.ms_cfg.patch_size': 3}

@@ -5,6 +5,8 @@ from mmengine.analysis import FlopAnalyzer
 from msnet_plugin.flops import model_complexity
 from msnet_plugin.models import MotionSqueeze
 
+from repo_paths import DEMO_CONFIG
+
 
 def test_correlation_counted_as_channels_times_window_times_pixels():
     torch.manual_seed(0)
@@ -32,9 +34,9 @@ def test_correlation_counted_as_channels_times_window_times_pixels():
     assert ms.training
 
 
-def test_get_flops_tool_on_the_demo_config(capsys, load_tool, demo_config):
+def test_get_flops_tool_on_the_demo_config(capsys, load_tool):
     info = load_tool('get_flops').main(
-        [str(demo_config), '--num-frames', '4', '--shape', '32'])
+        [str(DEMO_CONFIG), '--num-frames', '4', '--shape', '32'])
     # layer2 of R18 at 32 px: 4x4 maps, 64 reduced channels, 15x15, 3 pairs.
     assert info['correlation_flops'] == 64 * 225 * 16 * 3
     out = capsys.readouterr().out

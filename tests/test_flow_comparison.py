@@ -21,8 +21,8 @@ from msnet_plugin.visualization.flow_comparison import (
     flow_comparison_grid, pool_to_grid)
 from msnet_plugin.visualization.inference import video_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG
+
 CELL = 8  # pixels per feature cell after layer2
 
 

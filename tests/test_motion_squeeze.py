@@ -1,58 +1,11 @@
 """MotionSqueeze: correlation, kernel soft-argmax, known motion, errors."""
-import math
-
 import pytest
 import torch
 
 from msnet_plugin.models import (MotionSqueeze, MSResNetTSM,
                                  kernel_soft_argmax, local_correlation)
 
-
-def reference_correlation(f1, f2, d):
-    """Plain loops: out[b, (dy+d)*(2d+1)+(dx+d), y, x] = f1(y,x) . f2(y+dy,x+dx)."""
-    batch, channels, height, width = f1.shape
-    side = 2 * d + 1
-    out = torch.zeros(batch, side * side, height, width, dtype=f1.dtype)
-    for b in range(batch):
-        for y in range(height):
-            for x in range(width):
-                for dy in range(-d, d + 1):
-                    for dx in range(-d, d + 1):
-                        yy, xx = y + dy, x + dx
-                        if 0 <= yy < height and 0 <= xx < width:
-                            out[b, (dy + d) * side + dx + d, y, x] = sum(
-                                f1[b, c, y, x] * f2[b, c, yy, xx]
-                                for c in range(channels))
-    return out
-
-
-def reference_soft_argmax(corr, patch, sigma, temperature):
-    """The spec's steps 5-6, one pixel at a time."""
-    batch, _, height, width = corr.shape
-    d = patch // 2
-    disp = torch.zeros(batch, 2, height, width, dtype=corr.dtype)
-    conf = torch.zeros(batch, 1, height, width, dtype=corr.dtype)
-    for b in range(batch):
-        for y in range(height):
-            for x in range(width):
-                scores = corr[b, :, y, x]
-                best = int(scores.argmax())
-                y0, x0 = best // patch, best % patch
-                weighted = []
-                for k in range(patch * patch):
-                    ky, kx = k // patch, k % patch
-                    g = math.exp(-((ky - y0)**2 + (kx - x0)**2) /
-                                 (2 * sigma**2))
-                    weighted.append(float(scores[k]) * g * temperature)
-                top = max(weighted)
-                probs = [math.exp(w - top) for w in weighted]
-                total = sum(probs)
-                ey = sum(p * (k // patch - d) for k, p in enumerate(probs))
-                ex = sum(p * (k % patch - d) for k, p in enumerate(probs))
-                disp[b, 0, y, x] = ex / total / d
-                disp[b, 1, y, x] = ey / total / d
-                conf[b, 0, y, x] = scores.max()
-    return disp, conf
+from slow_references import loop_local_correlation, per_pixel_soft_argmax
 
 
 @pytest.mark.parametrize('shape,d', [((2, 3, 5, 6), 2), ((1, 4, 4, 4), 3),
@@ -60,7 +13,7 @@ def reference_soft_argmax(corr, patch, sigma, temperature):
 def test_local_correlation_matches_loop_reference(shape, d):
     torch.manual_seed(0)
     f1, f2 = torch.randn(shape), torch.randn(shape)
-    expected = reference_correlation(f1, f2, d)
+    expected = loop_local_correlation(f1, f2, d)
     actual = local_correlation(f1, f2, d)
     assert actual.shape == (shape[0], (2 * d + 1)**2) + shape[2:]
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
@@ -80,7 +33,7 @@ def test_kernel_soft_argmax_matches_reference():
     torch.manual_seed(0)
     corr = torch.relu(torch.randn(2, 25, 3, 4, dtype=torch.float64)) * 0.05
     disp, conf = kernel_soft_argmax(corr, 5, sigma=1.5, temperature=100.0)
-    ref_disp, ref_conf = reference_soft_argmax(corr, 5, 1.5, 100.0)
+    ref_disp, ref_conf = per_pixel_soft_argmax(corr, 5, 100.0, sigma=1.5)
     torch.testing.assert_close(disp, ref_disp)
     torch.testing.assert_close(conf, ref_conf)
 

@@ -1,7 +1,6 @@
 """Drawing motion maps: colours against the legend, grid panels, and the
 direction a randomly initialised MSNet reads from generated clips."""
 import colorsys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +20,9 @@ from msnet_plugin.visualization import (ROW_NAMES, MotionGridLayout,
                                         save_gif, split_clips)
 from msnet_plugin.visualization.motion_maps import resize_maps
 
+from repo_paths import DEMO_CONFIG
 
-DEMO_CONFIG = (Path(__file__).resolve().parents[1] / 'configs' /
-               'msnet_r18_demo_synthetic.py')
+
 WHEEL = 65  # odd: the centre is a pixel
 
 

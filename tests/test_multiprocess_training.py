@@ -15,7 +15,6 @@ The comparison: every parameter after 2 iterations, against how far the
 """
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,8 +22,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
 
 # Largest parameter difference between the runs, relative to the largest
 # change of a parameter in 2 iterations. Measured here: 5.6e-6 (largest

@@ -9,7 +9,6 @@ once more, plainly, so that a config that drifts from them fails.
 import copy
 import functools
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +18,8 @@ from mmengine.runner import Runner
 
 from msnet_plugin.datasets import generate_rawframe_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO
+
 PAPER = REPO / 'configs' / 'paper'
 
 STH_SCHEDULE = [

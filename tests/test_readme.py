@@ -3,16 +3,18 @@ every link leads somewhere, every tool command names a real tool, config
 and flags, and nothing points outside the repository."""
 import argparse
 import configparser
+import fnmatch
 import hashlib
 import importlib.util
+import os
 import re
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import DEMO_CONFIG, REPO
+
 README = REPO / 'README.md'
 README_LIMIT = 15_000
 DOC_PAGES = sorted((REPO / 'docs').glob('*.md'))
@@ -128,9 +130,9 @@ def test_readme_demo_command_uses_the_demo_config_and_its_last_epoch():
     readme_lines = fenced_bash_lines(README.read_text())
     demo = [line for line in readme_lines if 'demo_synthetic' in line][0]
     assert demo.startswith('pip install torch==2.13.0 && ')
-    assert (REPO / 'configs' / 'msnet_r18_demo_synthetic.py').is_file()
+    assert DEMO_CONFIG.is_file()
     assert 'work_dirs/msnet_r18_demo_synthetic/epoch_4.pth' in demo
-    config = (REPO / 'configs' / 'msnet_r18_demo_synthetic.py').read_text()
+    config = DEMO_CONFIG.read_text()
     assert re.search(r'max_epochs=4\b', config)
 
 
@@ -200,15 +202,39 @@ def test_every_tool_command_names_a_tool_config_and_flags_that_exist(
     assert not problems, '\n'.join(problems)
 
 
+def gitignored(relative, is_dir, patterns):
+    """Whether a path (relative to REPO, '/'-separated) matches one of these
+    .gitignore patterns (``name``, ``*.ext``, ``dir/``, ``/anchored``)."""
+    for pattern in patterns:
+        if pattern.endswith('/') and not is_dir:
+            continue
+        name = relative if pattern.startswith('/') else relative.split('/')[-1]
+        if fnmatch.fnmatch(name, pattern.strip('/')):
+            return True
+    return False
+
+
 def repository_files():
-    """Files git tracks, and new ones it does not ignore."""
-    try:
-        listing = subprocess.run(
-            ['git', 'ls-files', '--cached', '--others', '--exclude-standard'],
-            cwd=REPO, capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip('not a git checkout')
-    return [name for name in listing.splitlines() if (REPO / name).is_file()]
+    """The repository's files (as in a clone, a source archive or a copy,
+    no git needed): every file under REPO but git's own (``.git``, a folder
+    or a worktree's file) and those that .gitignore excludes."""
+    patterns = [
+        line.strip() for line in (REPO / '.gitignore').read_text().splitlines()
+        if line.strip() and not line.startswith('#')
+    ]
+    files = []
+    for folder, subfolders, names in os.walk(REPO):
+        relative_folder = Path(folder).relative_to(REPO).as_posix()
+        prefix = '' if relative_folder == '.' else f'{relative_folder}/'
+        subfolders[:] = [
+            name for name in subfolders if name != '.git'
+            and not gitignored(prefix + name, True, patterns)
+        ]
+        files += [
+            prefix + name for name in names if name != '.git'
+            and not gitignored(prefix + name, False, patterns)
+        ]
+    return files
 
 
 def test_no_file_outside_tests_cites_the_spec_file_outside_the_repository():

@@ -15,8 +15,6 @@ The frames each model receives are counted and compared with what the
 config's sampling must produce (``EXPECTED_FRAMES``), so a 16-frame config
 that still samples 8 frames fails here.
 """
-from pathlib import Path
-
 import pytest
 import torch
 from mmengine.config import Config
@@ -25,8 +23,9 @@ from mmengine.runner import Runner
 from msnet_plugin.datasets import (generate_rawframe_dataset,
                                    generate_video_dataset)
 
+from repo_paths import REPO
+
 pytestmark = pytest.mark.usefixtures('one_thread')
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / 'configs').glob('*.py'))
 SPATIAL_DIVISOR = 14
 CLIP_FRAMES = 16  # frames in each generated clip

@@ -19,9 +19,8 @@ from msnet_plugin.hooks import MotionVisualizationHook
 from msnet_plugin.visualization import MotionGridLayout
 from msnet_plugin.visualization.inference import video_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
-STHV1_CONFIG = REPO / 'configs' / 'msnet_tsm_r50_sthv1.py'
+from repo_paths import DEMO_CONFIG, REPO, STHV1_CONFIG
+
 HOOK_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic_motion_vis.py'
 LABEL_MAP = REPO / 'resources' / 'label_map_synthetic_motion.txt'
 
@@ -178,38 +177,26 @@ def test_hook_names_bad_arguments(kwargs, message):
 # --- bad input: a checkpoint of another model, a video that does not decode
 
 
-@pytest.fixture(scope='module')
-def eight_class_checkpoint(tmp_path_factory):
-    """A checkpoint of the demo model with an 8-class head."""
-    cfg = Config.fromfile(DEMO_CONFIG)
-    cfg.model.cls_head.num_classes = 8
-    checkpoint = tmp_path_factory.mktemp('other') / 'eight_classes.pth'
-    torch.save(dict(meta=dict(),
-                    state_dict=MODELS.build(cfg.model).state_dict()),
-               checkpoint)
-    return checkpoint
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('tool, extra', [
     ('demo.py', []), ('visualize_motion.py', ['--out', 'OUT']),
     ('export.py', ['--out', 'OUT/model.onnx']),
 ])
 def test_tools_refuse_a_checkpoint_of_another_head(
-        tmp_path, tool_error, video_and_checkpoint, eight_class_checkpoint,
-        tool, extra):
+        tmp_path, tool_error, video_and_checkpoint,
+        eight_class_demo_checkpoint, tool, extra):
     """Where init_recognizer would only warn and run a 4-class head at its
     random init, the tools stop with the shapes that differ."""
     video, _ = video_and_checkpoint
     out = tmp_path / 'out'
-    arguments = [DEMO_CONFIG, eight_class_checkpoint] + (
+    arguments = [DEMO_CONFIG, eight_class_demo_checkpoint] + (
         [] if tool == 'export.py' else [video])
     arguments += [str(arg).replace('OUT', str(out)) for arg in extra]
     code, err = tool_error(tool, arguments)
     assert code == 2
     assert err.splitlines()[:4] == [
-        f'error: checkpoint {eight_class_checkpoint} does not fit the model '
-        'Recognizer2D:', '  2 different shapes:',
+        f'error: checkpoint {eight_class_demo_checkpoint} does not fit the '
+        'model Recognizer2D:', '  2 different shapes:',
         '    cls_head.fc_cls.bias: checkpoint (8,) vs model (4,)',
         '    cls_head.fc_cls.weight: checkpoint (8, 512) vs model (4, 512)']
     assert not out.exists()

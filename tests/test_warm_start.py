@@ -13,8 +13,9 @@ from mmengine.runner import Runner
 
 from msnet_plugin.checkpoints import compare_checkpoint_keys
 
+from repo_paths import HMDB51_CONFIG, REPO, STHV2_CONFIG
+
 pytestmark = pytest.mark.usefixtures('one_thread')
-REPO = Path(__file__).resolve().parents[1]
 TSM_ZOO_CONFIG = ('mmaction::recognition/tsm/'
                   'tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py')
 
@@ -73,7 +74,7 @@ def test_tsm_zoo_checkpoint_warm_starts_msnet(tmp_path, monkeypatch):
     tsm_state = save_random_checkpoint(
         get_config(TSM_ZOO_CONFIG).model, tmp_path / 'tsm.pth')
     before, after, log = load_with_runner(
-        REPO / 'configs' / 'msnet_tsm_r50_sthv2.py', tmp_path / 'tsm.pth',
+        STHV2_CONFIG, tmp_path / 'tsm.pth',
         tmp_path / 'work', monkeypatch)
 
     ms_keys = sorted(k for k in after if k.startswith('backbone.ms_layer2.'))
@@ -97,7 +98,7 @@ def test_kinetics_msnet_checkpoint_starts_hmdb51(tmp_path, monkeypatch):
                         'msnet_tsm_r50_k400_16f.py').model,
         tmp_path / 'k400.pth')
     before, after, log = load_with_runner(
-        REPO / 'configs' / 'msnet_tsm_r50_hmdb51_ft.py',
+        HMDB51_CONFIG,
         tmp_path / 'k400.pth', tmp_path / 'work', monkeypatch)
     fc = ['cls_head.fc_cls.bias', 'cls_head.fc_cls.weight']
     assert after['cls_head.fc_cls.weight'].shape == (51, 2048)
@@ -112,7 +113,7 @@ def test_kinetics_msnet_checkpoint_starts_hmdb51(tmp_path, monkeypatch):
 @pytest.mark.parametrize('split', ['1', '2', '3'])
 def test_hmdb51_split_from_one_variable(split, monkeypatch):
     monkeypatch.setenv('HMDB51_SPLIT', split)
-    cfg = Config.fromfile(REPO / 'configs' / 'msnet_tsm_r50_hmdb51_ft.py')
+    cfg = Config.fromfile(HMDB51_CONFIG)
     assert cfg.split == int(split)
     assert cfg.train_dataloader.dataset.ann_file == (
         f'data/hmdb51/hmdb51_train_split_{split}_videos.txt')
@@ -124,10 +125,10 @@ def test_hmdb51_split_from_one_variable(split, monkeypatch):
 
 def test_hmdb51_default_split_and_bad_split(monkeypatch):
     monkeypatch.delenv('HMDB51_SPLIT', raising=False)
-    cfg = Config.fromfile(REPO / 'configs' / 'msnet_tsm_r50_hmdb51_ft.py')
+    cfg = Config.fromfile(HMDB51_CONFIG)
     assert cfg.split == 1
     for bad in ('4', 'two'):
         monkeypatch.setenv('HMDB51_SPLIT', bad)
         with pytest.raises(ValueError,
                            match=f"HMDB51_SPLIT must be 1, 2 or 3 .*'{bad}'"):
-            Config.fromfile(REPO / 'configs' / 'msnet_tsm_r50_hmdb51_ft.py')
+            Config.fromfile(HMDB51_CONFIG)
