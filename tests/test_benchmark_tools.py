@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from repo_paths import REPO
 
 from msnet_plugin import benchmarking as bench
 from msnet_plugin.benchmark import parts
@@ -258,7 +259,7 @@ def test_gpu_check_script_reports_every_step_without_a_gpu(tmp_path):
     skipped, the kernel check and the benchmark say that no device is
     there, and the report holds every step with its exit status."""
     result = subprocess.run(['bash', 'tools/gpu_check.sh', str(tmp_path)],
-                            cwd=osp.dirname(osp.dirname(__file__)),
+                            cwd=REPO,
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 1, result.stdout + result.stderr
     report = (tmp_path / 'gpu_check.md').read_text()

@@ -7,7 +7,9 @@ submodule when a name imported is one), at any depth in a file.
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / 'msnet_plugin'
+from repo_paths import REPO
+
+PACKAGE = REPO / 'msnet_plugin'
 
 
 def module_name(path: Path) -> str:
