@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 
+from ..checks import ConfigError
 from ..hooks.checkpoint_match_hook import load_matching_checkpoint
 
 
@@ -93,7 +94,7 @@ def model_num_segments(recognizer: Recognizer2D) -> int:
     for part in ('cls_head', 'neck'):
         other = getattr(getattr(recognizer, part, None), 'num_segments', None)
         if other is not None and other != num_segments:
-            raise ValueError(
+            raise ConfigError(
                 f'the config is inconsistent: model.{part}.num_segments='
                 f'{other} but model.backbone.num_segments={num_segments}')
     return num_segments
@@ -133,7 +134,7 @@ def build_frames_to_scores(config,
     recognizer = MODELS.build(model_cfg)
     config_segments = model_num_segments(recognizer)
     if num_segments is not None and num_segments != config_segments:
-        raise ValueError(
+        raise ConfigError(
             f'--num-segments {num_segments} does not match the config, which '
             f'builds the model for model.backbone.num_segments='
             f'{config_segments} (TSM shifts and MotionSqueeze pairs frames '
