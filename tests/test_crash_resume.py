@@ -10,13 +10,15 @@ resumed again to the end. The losses the resumed runs log for epoch 2 must
 equal those of the first, uninterrupted, run. Two more runs are stopped
 while they write the checkpoint of epoch 2, by SIGINT (Ctrl-C) and by a disk
 that fills: the checkpoint of epoch 1 stays, no partial file is left, and
-the last line names the cause and the command that resumes.
+the last line names the cause and the command that resumes. A second
+training started into the work directory of a live one is refused.
 """
 import glob
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -330,6 +332,65 @@ def test_full_disk_during_a_save_keeps_the_last_checkpoint(tmp_path):
         'device; free some space on that disk (or write elsewhere). Training '
         'stopped ' + resume_advice(work_dir))
     assert_only_epoch_1_is_left(work_dir)
+
+
+def files_of(folder):
+    """{path: (size, mtime)} of every file under ``folder``."""
+    return {
+        str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in Path(folder).rglob('*') if path.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_second_training_into_a_work_dir_in_use_stops_before_writing(
+        tmp_path):
+    """Two real trainings into one work directory: the second, started
+    while the first is saving epoch 2, stops with exit status 2 naming the
+    first's process and host, and writes nothing; once the first is
+    SIGKILLed, --resume goes on from epoch 1 with a notice naming the dead
+    run."""
+    data_dir, work_dir = tmp_path / 'data', tmp_path / 'work'
+    log_path = tmp_path / 'first.log'
+    with open(log_path, 'w') as log:
+        first = subprocess.Popen(
+            train_command(work_dir, data_dir,
+                          launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
+            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            env=environment())
+    try:
+        deadline = time.monotonic() + 900
+        while SLOW_FSYNC_STARTED not in log_path.read_text():
+            assert first.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, 'timed out'
+            time.sleep(0.05)
+        before = files_of(work_dir)
+        second = subprocess.run(train_command(work_dir, data_dir),
+                                cwd=tmp_path, capture_output=True, text=True,
+                                timeout=900, env=environment())
+        assert second.returncode == EXIT_USER_ERROR, second.stderr[-3000:]
+        assert 'Traceback' not in second.stderr
+        refusal = second.stderr.splitlines()[-1]
+        assert refusal.startswith(
+            f'error: work_dir {work_dir} is in use by another training '
+            f'(process {first.pid} on host {socket.gethostname()}, started ')
+        assert refusal.endswith(
+            f'; wait for it to end or stop it (kill {first.pid}) and resume '
+            'it with --resume, or train into another directory with '
+            '--work-dir DIR')
+        assert files_of(work_dir) == before
+        assert first.poll() is None  # the first run went on
+    finally:
+        first.kill()
+        first.wait()
+
+    resumed = run_to_end(train_command(work_dir, data_dir, '--resume'),
+                         tmp_path)
+    assert (f'notice: the training that last used {work_dir} did not end '
+            f'normally (process {first.pid} on host {socket.gethostname()}'
+            in resumed)
+    assert 'resumed epoch: 1, iter: 3' in resumed
+    assert (work_dir / 'epoch_2.pth').is_file()
 
 
 def test_random_state_survives_a_safe_checkpoint_round_trip(tmp_path):

@@ -6,7 +6,9 @@ Usage: python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
 
 Before anything is built, the config is checked (segment counts, the files
 and folders it names, the work directory, the checkpoint it loads or
-resumes); a mistake ends in one line naming it (msnet_plugin/cli.py).
+resumes); a mistake ends in one line naming it (msnet_plugin/cli.py). A work
+directory another training is using is refused
+(msnet_plugin/work_dir_lock.py).
 Ctrl-C, or a disk that fills during a save, keeps the last complete
 checkpoint and says how to resume (exit status 130 and 2).
 """
@@ -29,6 +31,7 @@ from msnet_plugin.cli import (EXIT_INTERRUPTED, ToolStopped,
                               add_debug_argument, describe_os_error,
                               tool_main)
 from msnet_plugin.compat import prepare_launcher
+from msnet_plugin.work_dir_lock import launcher_rank, lock_work_dir
 
 
 def parse_args(argv=None):
@@ -157,6 +160,17 @@ def main(argv=None):
     cfg = merge_args(Config.fromfile(args.config), args)
     check_config(cfg, args)
     prepare_launcher(args.launcher)
+    # One training per work directory (rank 0 of a distributed run locks).
+    lock = lock_work_dir(cfg.work_dir) if launcher_rank(
+        args.launcher) == 0 else None
+    try:
+        train(cfg, args)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def train(cfg, args):
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     try:
