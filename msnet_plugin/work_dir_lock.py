@@ -20,7 +20,7 @@ host, start time and command of the run that holds it.
 Record locks belong to the process, not to the processes it forks (the
 DataLoader's workers), and work on network file systems that support
 locking (NFSv4). In a distributed run only rank 0 takes the lock
-(:func:`launcher_rank`); a second job's rank 0 is refused, which ends that
+(:func:`msnet_plugin.launch.launcher_rank`); a second job's rank 0 is refused, which ends that
 job. Importing this module changes nothing: only ``tools/train.py`` locks.
 """
 import datetime
@@ -36,22 +36,6 @@ from typing import Optional, TextIO
 from .checks import ConfigError
 
 LOCK_FILE = '.train.lock'
-
-#: Environment variable holding the global rank, for each launcher of
-#: tools/train.py (as mmengine's init_dist reads them).
-RANK_VARIABLES = {
-    'pytorch': ('RANK', ),
-    'slurm': ('SLURM_PROCID', ),
-    'mpi': ('OMPI_COMM_WORLD_RANK', 'PMI_RANK'),
-}
-
-
-def launcher_rank(launcher: str) -> int:
-    """Global rank of this process under ``launcher`` (0 for ``'none'``)."""
-    for variable in RANK_VARIABLES.get(launcher, ()):
-        if os.environ.get(variable, '').isdigit():
-            return int(os.environ[variable])
-    return 0
 
 
 def _describe(record: dict) -> str:

@@ -11,8 +11,7 @@ import sys
 import pytest
 
 from msnet_plugin.checks import ConfigError
-from msnet_plugin.work_dir_lock import (LOCK_FILE, launcher_rank,
-                                        lock_work_dir)
+from msnet_plugin.work_dir_lock import LOCK_FILE, lock_work_dir
 
 # Another process holding the lock as tools/train.py does (a record lock and
 # the JSON record), without importing the plugin (fast to start).
@@ -83,16 +82,3 @@ def test_a_lock_left_by_a_killed_run_does_not_block(holder):
     assert (work_dir / LOCK_FILE).read_text() == ''
     lock_work_dir(str(work_dir), notice=notices.append).release()
     assert len(notices) == 1
-
-
-def test_only_rank_0_of_a_distributed_run_locks(monkeypatch):
-    for variable in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK',
-                     'PMI_RANK'):
-        monkeypatch.delenv(variable, raising=False)
-    assert launcher_rank('pytorch') == 0
-    monkeypatch.setenv('RANK', '1')
-    assert launcher_rank('pytorch') == 1
-    assert launcher_rank('none') == 0  # RANK means nothing without launcher
-    monkeypatch.setenv('SLURM_PROCID', '3')
-    assert launcher_rank('slurm') == 3
-

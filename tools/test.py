@@ -21,6 +21,7 @@ from msnet_plugin.checks import (ConfigError, check_checkpoint_file,
                                  require_checkpoint_match)
 from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.compat import prepare_launcher
+from msnet_plugin.launch import check_launcher_environment
 
 
 def parse_args(argv=None):
@@ -92,6 +93,7 @@ def main(argv=None):
     check_writable_folder(cfg.work_dir)
     check_checkpoint_file(args.checkpoint, config=args.config)
     require_checkpoint_match(cfg)
+    check_launcher_environment(args.launcher)
     prepare_launcher(args.launcher)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))

@@ -31,7 +31,8 @@ from msnet_plugin.cli import (EXIT_INTERRUPTED, ToolStopped,
                               add_debug_argument, describe_os_error,
                               tool_main)
 from msnet_plugin.compat import prepare_launcher
-from msnet_plugin.work_dir_lock import launcher_rank, lock_work_dir
+from msnet_plugin.launch import check_launcher_environment, launcher_rank
+from msnet_plugin.work_dir_lock import lock_work_dir
 
 
 def parse_args(argv=None):
@@ -159,6 +160,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     check_config(cfg, args)
+    check_launcher_environment(args.launcher)
     prepare_launcher(args.launcher)
     # One training per work directory (rank 0 of a distributed run locks).
     lock = lock_work_dir(cfg.work_dir) if launcher_rank(
