@@ -5,9 +5,11 @@ A wrong value in a config (``model.backbone.ms_cfg.patch_size=14``,
 it, deep inside mmengine's registry: the constructor's message names its own
 argument (or only the value), not the key the user writes. Every object of a
 config is built by mmengine's ``build_from_cfg``, whose frame holds the
-config dict being built; :func:`config_value_message` walks the traceback's
-frames to those dicts, finds the innermost in the full config (a ``Config``
-that a frame of the tool or of the Runner holds) and the argument in it that
+config dict being built (the Runner's ``build_dataloader`` frame holds the
+dataloader dict it makes a DataLoader of); :func:`config_value_message`
+walks the traceback's frames to those dicts, finds the innermost in the
+full config (a ``Config`` that a frame of the tool or of the Runner holds)
+and the argument in it that
 the message names (or, failing that, whose value it quotes), and writes::
 
     model.backbone.ms_cfg.patch_size = 14 (line 22 of CONFIG): patch_size
@@ -29,6 +31,7 @@ import traceback
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
+from torch.utils.data import DataLoader
 
 #: What is allowed, for upstream messages that do not say (torch.optim's
 #: argument checks): pattern of the message -> the rule.
@@ -86,6 +89,13 @@ def _build_frames(tb) -> Tuple[List[dict], List[Config], List[str], Any]:
             if isinstance(local_values.get('cfg'), dict):
                 built.append(local_values['cfg'])
                 built_class = local_values.get('obj_cls')
+        elif code.co_name == 'build_dataloader' and code.co_filename.endswith(
+                osp.join('runner', 'runner.py')) and isinstance(
+                    local_values.get('dataloader'), dict):
+            # mmengine's Runner makes the DataLoader itself, from the
+            # dataloader dict less its dataset and sampler.
+            built.append(local_values['dataloader'])
+            built_class = DataLoader
         if code.co_name in _SECTION_OF_FRAME:
             sections.insert(0, _SECTION_OF_FRAME[code.co_name])
         for value in list(local_values.values()):
@@ -333,4 +343,4 @@ def _original(error: BaseException) -> str:
         frames = traceback.extract_tb(error.__traceback__)
         message = (f'{frames[-1].line} is false'
                    if frames and frames[-1].line else 'assertion failed')
-    return ' '.join(message.split())
+    return ' '.join(message.split()).rstrip('.')

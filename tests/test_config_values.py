@@ -12,6 +12,7 @@ from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import Registry
+from mmengine.runner import Runner
 from torch import nn
 
 from msnet_plugin.cli import EXIT_USER_ERROR, user_error_message
@@ -79,6 +80,28 @@ def test_wrong_value_in_a_datasets_pipeline_names_the_dataset_key(tmp_path):
         f"{key} = 'diagonal' ({WHERE}): Direction diagonal is not supported. "
         "Currently support ones are ['horizontal', 'vertical']; set another "
         f'value there or with --cfg-options {key}=VALUE')
+
+
+@pytest.mark.parametrize('option, value, refusal', [
+    ('batch_size', 0, 'batch_size should be a positive integer value, but '
+     'got batch_size=0'),
+    ('num_workers', -1, 'num_workers option should be non-negative; use '
+     'num_workers=0 to disable multiprocessing'),
+])
+def test_wrong_dataloader_value_names_the_dataloader_key(
+        option, value, refusal, tmp_path):
+    """mmengine's Runner makes the DataLoader itself (no registry)."""
+    key = f'train_dataloader.{option}'
+    cfg = demo_config(**{key: value,
+                         'train_dataloader.persistent_workers': False,
+                         'train_dataloader.dataset.num_videos': 1,
+                         'train_dataloader.dataset.size': 32,
+                         'train_dataloader.dataset.data_root':
+                         str(tmp_path)})
+    assert message_of(lambda cfg: Runner.build_dataloader(
+        cfg.train_dataloader), cfg) == (
+        f'{key} = {value} ({WHERE}): {refusal}; set another value there or '
+        f'with --cfg-options {key}=VALUE')
 
 
 def test_wrong_pipeline_value_names_the_transform_and_its_line(tmp_path):
