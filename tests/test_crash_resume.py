@@ -43,12 +43,19 @@ ITERS_PER_EPOCH = 3
 # bits of a float32 loss.
 LOSS_TOLERANCE = 1e-6
 
-# Runs tools/train.py with os.fsync slowed down (60 s) for the temporary file
-# of one checkpoint, named in argv[1], so a test can kill the process while
-# that checkpoint is being written. It prints SLOW_FSYNC_STARTED when the
-# slow fsync begins: a signal sent after that line lands inside the save.
+# Runs tools/train.py with os.fsync held for the temporary file of one
+# checkpoint, named in argv[1], until the test signals the process, so that
+# the signal lands while that checkpoint is being written. It prints
+# SLOW_FSYNC_STARTED when the held fsync begins. Nothing in it is timed: on
+# a busy machine the test may take long to see that line, and a fsync that
+# went on after a fixed time would let the save finish unsignalled.
+# SIGINT gets Python's KeyboardInterrupt handler as in a terminal: a test
+# run started in the background (``cmd &`` in a script, nohup, some CI)
+# hands its children SIGINT ignored, and Python then installs no handler,
+# so Ctrl-C would do nothing.
 SLOW_SAVE_LAUNCHER = '''
-import os, runpy, sys, time
+import os, runpy, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 slow_name, tool = sys.argv[1], sys.argv[2]
 real_fsync = os.fsync
 def fsync(fd):
@@ -58,13 +65,13 @@ def fsync(fd):
         name = ''
     if name.startswith('.' + slow_name + '.'):
         print('slow fsync started', flush=True)
-        time.sleep(60)
+        while True:  # until the test's signal
+            time.sleep(1)
     return real_fsync(fd)
 os.fsync = fsync
 sys.argv = sys.argv[2:]
 runpy.run_path(tool, run_name='__main__')
 '''
-
 
 # Runs tools/train.py on a disk that fills while the checkpoint named in
 # argv[1] is written: the write of its temporary file (msnet_plugin.fileio)
@@ -131,16 +138,21 @@ def environment():
     return dict(os.environ, PYTHONWARNINGS='ignore', PYTHONUNBUFFERED='1')
 
 
+# Guards against a hang only: one training of this file takes about a minute
+# on an idle 2-core machine and over 10 minutes on a heavily loaded one.
+HANG_TIMEOUT = 2700
+
+
 def run_to_end(command, cwd):
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                            timeout=900, env=environment())
+                            timeout=HANG_TIMEOUT, env=environment())
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output
 
 
 def run_and_signal(command, cwd, should_signal, signal_number,
-                   timeout=900):
+                   timeout=HANG_TIMEOUT):
     """Start ``command``; send it ``signal_number`` as soon as
     ``should_signal(output)`` is true (polled every 10 ms) and wait for it
     to end. Returns its exit status and the output it printed."""
@@ -157,14 +169,14 @@ def run_and_signal(command, cwd, should_signal, signal_number,
                 assert time.monotonic() < deadline, 'timed out'
                 time.sleep(0.01)
             process.send_signal(signal_number)
-            process.wait(timeout=300)
+            process.wait(timeout=HANG_TIMEOUT)
         finally:
             process.kill()
             process.wait()
     return process.returncode, log_path.read_text()
 
 
-def run_and_kill(command, cwd, should_kill, timeout=900):
+def run_and_kill(command, cwd, should_kill, timeout=HANG_TIMEOUT):
     """Start ``command``; SIGKILL it as soon as ``should_kill(output)`` is
     true (polled every 10 ms). Returns the output it printed."""
     returncode, output = run_and_signal(command, cwd, should_kill,
@@ -323,7 +335,7 @@ def test_full_disk_during_a_save_keeps_the_last_checkpoint(tmp_path):
     result = subprocess.run(
         train_command(work_dir, data_dir,
                       launcher=('-c', FULL_DISK_LAUNCHER, 'epoch_2.pth')),
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        cwd=tmp_path, capture_output=True, text=True, timeout=HANG_TIMEOUT,
         env=environment())
     assert result.returncode == EXIT_USER_ERROR, result.stderr[-3000:]
     assert 'Traceback' not in result.stderr
@@ -359,7 +371,7 @@ def test_second_training_into_a_work_dir_in_use_stops_before_writing(
             cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
             env=environment())
     try:
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + HANG_TIMEOUT
         while SLOW_FSYNC_STARTED not in log_path.read_text():
             assert first.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, 'timed out'
@@ -367,7 +379,7 @@ def test_second_training_into_a_work_dir_in_use_stops_before_writing(
         before = files_of(work_dir)
         second = subprocess.run(train_command(work_dir, data_dir),
                                 cwd=tmp_path, capture_output=True, text=True,
-                                timeout=900, env=environment())
+                                timeout=HANG_TIMEOUT, env=environment())
         assert second.returncode == EXIT_USER_ERROR, second.stderr[-3000:]
         assert 'Traceback' not in second.stderr
         refusal = second.stderr.splitlines()[-1]
