@@ -130,8 +130,31 @@ def check_config(cfg, args) -> None:
                 latest, resume=True, config=args.config,
                 key=f'checkpoint to resume from (named by {cfg.work_dir}/'
                 'last_checkpoint)')
+            check_not_finished(latest, cfg)
     if resume:
+        if load_from:
+            check_not_finished(load_from, cfg)
         require_checkpoint_match(cfg)
+
+
+def check_not_finished(checkpoint: str, cfg) -> None:
+    """Refuse to resume from the checkpoint of the last epoch of an
+    epoch-based training: mmengine would train nothing and end quietly."""
+    train_cfg = cfg.get('train_cfg', None) or {}
+    max_epochs = train_cfg.get('max_epochs')
+    if not isinstance(max_epochs, int) or train_cfg.get(
+            'type', 'EpochBasedTrainLoop') != 'EpochBasedTrainLoop':
+        return
+    meta = torch.load(checkpoint, map_location='cpu', weights_only=True,
+                      mmap=True).get('meta') or {}
+    epoch = meta.get('epoch')
+    if isinstance(epoch, int) and epoch >= max_epochs:
+        raise ConfigError(
+            f'training already ended: {checkpoint} is the checkpoint of epoch '
+            f'{epoch} and train_cfg.max_epochs is {max_epochs}, so --resume '
+            'has nothing to train; to train longer, resume with '
+            f'--cfg-options train_cfg.max_epochs=N (N > {epoch}), or start '
+            'a new training with another --work-dir')
 
 
 def resume_advice(cfg, args, runner) -> str:

@@ -1,17 +1,25 @@
-"""One training per work directory (msnet_plugin/work_dir_lock.py): a work
-directory another live process holds is refused, naming that process; a
-lock left by a run that died does not block the next run, which says so."""
+"""Mistakes around interrupted and repeated runs: a second training into a
+work directory in use (msnet_plugin/work_dir_lock.py: refused, naming the
+live process; a lock left by a run that died does not block the next run,
+which says so; two real trainings: tests/test_crash_resume.py), and
+--resume of a training that already ended."""
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from msnet_plugin.checks import ConfigError
+from msnet_plugin.cli import EXIT_USER_ERROR
 from msnet_plugin.work_dir_lock import LOCK_FILE, lock_work_dir
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
 
 # Another process holding the lock as tools/train.py does (a record lock and
 # the JSON record), without importing the plugin (fast to start).
@@ -82,3 +90,26 @@ def test_a_lock_left_by_a_killed_run_does_not_block(holder):
     assert (work_dir / LOCK_FILE).read_text() == ''
     lock_work_dir(str(work_dir), notice=notices.append).release()
     assert len(notices) == 1
+
+
+def test_resume_of_a_training_that_already_ended(tmp_path, tool_error,
+                                                 monkeypatch):
+    """mmengine would train nothing and end with status 0."""
+    monkeypatch.chdir(tmp_path)
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    last = work_dir / 'epoch_4.pth'
+    torch.save(dict(meta=dict(epoch=4, iter=160),
+                    state_dict={'cls_head.fc_cls.bias': torch.zeros(4)}),
+               last)
+    (work_dir / 'last_checkpoint').write_text(str(last))
+    ended = (f'error: training already ended: {last} is the checkpoint of '
+             'epoch 4 and train_cfg.max_epochs is 4, so --resume has '
+             'nothing to train; to train longer, resume with --cfg-options '
+             'train_cfg.max_epochs=N (N > 4), or start a new training with '
+             'another --work-dir\n')
+    for resume in (['--resume'], ['--resume', last]):
+        assert tool_error('train', [DEMO_CONFIG, '--work-dir', work_dir,
+                                    *resume]) == (EXIT_USER_ERROR, ended)
+    assert sorted(p.name for p in work_dir.iterdir()) == [
+        'epoch_4.pth', 'last_checkpoint']  # nothing written
