@@ -291,7 +291,16 @@ def _suggestion(built_class: Any, name: str) -> str:
 def config_value_message(error: BaseException,
                          config: Optional[str] = None) -> Optional[str]:
     """The one-line message for an error that a config value caused while
-    the config was being built (see the module docstring), or None."""
+    the config was being built (see the module docstring), or None. Never
+    raises: should the search itself fail, the error keeps its traceback."""
+    try:
+        return _config_value_message(error, config)
+    except Exception:  # noqa: B902 (the original error matters, not this)
+        return None
+
+
+def _config_value_message(error: BaseException,
+                          config: Optional[str]) -> Optional[str]:
     text = _error_text(error)
     if text is None:
         return None

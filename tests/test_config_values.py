@@ -15,6 +15,7 @@ from mmengine.registry import Registry
 from mmengine.runner import Runner
 from torch import nn
 
+from msnet_plugin import config_errors
 from msnet_plugin.cli import EXIT_USER_ERROR, user_error_message
 from msnet_plugin.config_errors import config_value_message, value_line
 
@@ -179,6 +180,19 @@ def test_only_errors_about_a_value_of_the_config_are_attributed():
         Thing(3)
     except ValueError as error:
         assert config_value_message(error, 'thing.py') is None
+
+
+def test_a_failing_search_keeps_the_original_error(monkeypatch):
+    """The search runs inside the tools' error handler: it must not raise."""
+    cfg = Config(dict(thing=dict(type='Thing', size=3)))
+    with pytest.raises(ValueError) as raised:
+        THINGS.build(cfg.thing)
+
+    def broken(tb):
+        raise RuntimeError('a bug in the search')
+
+    monkeypatch.setattr(config_errors, '_build_frames', broken)
+    assert config_value_message(raised.value, 'thing.py') is None
 
 
 def test_value_line_finds_keyword_and_dict_literal_forms(tmp_path):
