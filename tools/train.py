@@ -32,6 +32,7 @@ from msnet_plugin.cli import (EXIT_INTERRUPTED, ToolStopped,
                               tool_main)
 from msnet_plugin.compat import prepare_launcher
 from msnet_plugin.launch import check_launcher_environment, launcher_rank
+from msnet_plugin.pipeline_checks import check_frames_per_clip
 from msnet_plugin.work_dir_lock import lock_work_dir
 
 
@@ -111,13 +112,15 @@ def check_config(cfg, args) -> None:
     """Check what the run needs before anything is built: segment counts,
     the data and weights the config names, the work directory, and the
     checkpoint it loads or resumes from."""
-    check_segment_counts(cfg.model)
+    counts = check_segment_counts(cfg.model)
     resume = bool(cfg.get('resume', False))
     load_from = cfg.get('load_from', None)
     if resume and load_from:  # --resume PATH
         check_checkpoint_file(load_from, resume=True, config=args.config,
                               key='checkpoint to resume from')
     splits = ['train'] + (['val'] if cfg.get('val_cfg') else [])
+    check_frames_per_clip(cfg, counts.get('model.backbone.num_segments'),
+                          splits)
     check_config_paths(cfg, splits, weights=True)
     check_writable_folder(cfg.work_dir)
     if load_from and not resume:
