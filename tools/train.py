@@ -16,6 +16,7 @@ import argparse
 import errno
 import os
 import os.path as osp
+import zipfile
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
 import torch
@@ -149,7 +150,7 @@ def check_not_finished(checkpoint: str, cfg) -> None:
             'type', 'EpochBasedTrainLoop') != 'EpochBasedTrainLoop':
         return
     meta = torch.load(checkpoint, map_location='cpu', weights_only=True,
-                      mmap=True).get('meta') or {}
+                      mmap=zipfile.is_zipfile(checkpoint)).get('meta') or {}
     epoch = meta.get('epoch')
     if isinstance(epoch, int) and epoch >= max_epochs:
         raise ConfigError(
