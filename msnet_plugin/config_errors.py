@@ -163,7 +163,10 @@ def _locate(root: Any, root_path: str, target: dict,
 def _get(root: Any, path: str) -> Any:
     node = root
     for key in filter(None, path.split('.')):
-        node = node[key] if isinstance(node, dict) else node[int(key)]
+        if isinstance(node, dict):  # keys may be ints (a label map)
+            node = node[key] if key in node else node[int(key)]
+        else:
+            node = node[int(key)]
     return node
 
 
