@@ -315,7 +315,9 @@ def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_says_how_to_resume(
                       launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
         tmp_path, lambda out: SLOW_FSYNC_STARTED in out,
         signal.SIGINT)
-    assert returncode == EXIT_INTERRUPTED, output[-3000:]
+    assert returncode == EXIT_INTERRUPTED, (
+        f'exit status {returncode}, last lines:\n' +
+        '\n'.join(output.splitlines()[-12:]))
     assert 'Traceback' not in output
     assert output.splitlines()[-1] == (
         'error: training interrupted (Ctrl-C) ' + resume_advice(work_dir))
