@@ -10,7 +10,8 @@ wrapped. For the wrapped tools:
   exist, a bad annotation list, sample, config value or checkpoint file,
   segment counts that disagree, a NaN loss, a full disk or a folder that
   cannot be written, a type the config names that is not registered, a
-  syntax error in the config) prints
+  syntax error in the config, a value a constructor refuses while the config
+  is built, named by its config key: msnet_plugin/config_errors.py) prints
   one line to stderr, ``error: <what is wrong, which file and line, what to
   do>``, and exits with status :data:`EXIT_USER_ERROR` (2), without a
   traceback. (``CheckpointMismatchError`` alone goes on with its indented
@@ -35,6 +36,7 @@ from typing import Callable, List, Optional
 from mmengine.registry import Registry
 
 from .checks import config_line
+from .config_errors import config_value_message
 from .errors import (AnnotationError, BadSampleError, CheckpointFileError,
                      CheckpointMismatchError, ConfigError, InvalidLossError,
                      SegmentCountError)
@@ -163,7 +165,7 @@ def user_error_message(error: BaseException,
         return _original_message(error)
     if isinstance(error, OSError) and error.errno in OS_ERROR_FIXES:
         return describe_os_error(error)
-    return None
+    return config_value_message(error, config)
 
 
 def describe_os_error(error: OSError) -> str:

@@ -20,6 +20,12 @@ from msnet_plugin.errors import ConfigError
 
 from repo_paths import DEMO_CONFIG, HMDB51_CONFIG, STHV1_CONFIG
 
+def line_of(config, text):
+    """The number of the first line of ``config`` that holds ``text``."""
+    lines = open(config).read().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if text in line)
+
+
 def fix(key):
     return ('Fix the path in the config, or set it with --cfg-options '
             f'{key}=PATH')
@@ -42,13 +48,15 @@ def test_missing_annotation_file_and_data_folder(tmp_path, tool_error,
     key = 'train_dataloader.dataset.ann_file'
     assert tool_error('train', [STHV1_CONFIG, *work]) == (EXIT_USER_ERROR, (
         f"error: {key} = 'data/sthv1/sthv1_train_list_rawframes.txt': "
-        f'annotation file not found (line 27 of {STHV1_CONFIG}). '
+        f'annotation file not found (line '
+        f"{line_of(STHV1_CONFIG, 'ann_file_train =')} of {STHV1_CONFIG}). "
         f'{fix(key)}\n'))
     key = 'train_dataloader.dataset.data_prefix.img'
     assert tool_error('train', [STHV1_CONFIG, *work, '--cfg-options',
                                 sthv1_data[0]]) == (EXIT_USER_ERROR, (
         f"error: {key} = 'data/sthv1/rawframes': data folder not found "
-        f'(line 25 of {STHV1_CONFIG}). {fix(key)}\n'))
+        f"(line {line_of(STHV1_CONFIG, 'data_root =')} of {STHV1_CONFIG}). "
+        f'{fix(key)}\n'))
     # Validation data are checked when validation runs.
     key = 'val_dataloader.dataset.ann_file'
     code, err = tool_error('train', [STHV1_CONFIG, '--work-dir',
@@ -66,7 +74,8 @@ def test_test_tool_checks_the_test_data(tmp_path, tool_error, monkeypatch):
     key = 'test_dataloader.dataset.ann_file'
     assert tool_error('test', [STHV1_CONFIG, weights]) == (EXIT_USER_ERROR, (
         f"error: {key} = 'data/sthv1/sthv1_val_list_rawframes.txt': "
-        f'annotation file not found (line 28 of {STHV1_CONFIG}). '
+        f'annotation file not found (line '
+        f"{line_of(STHV1_CONFIG, 'ann_file_val =')} of {STHV1_CONFIG}). "
         f'{fix(key)}\n'))
 
 
@@ -129,7 +138,8 @@ def test_load_from_of_a_config_is_named_with_its_line():
         check_config_paths(cfg, [], weights=True)
     assert str(error.value) == (
         "load_from = 'checkpoints/msnet_tsm_r50_k400_16f.pth': checkpoint "
-        f'not found (line 27 of {HMDB51_CONFIG}). {fix("load_from")}')
+        f"not found (line {line_of(HMDB51_CONFIG, 'load_from =')} of "
+        f'{HMDB51_CONFIG}). {fix("load_from")}')
 
 
 def test_unregistered_type(tmp_path, tool_error, monkeypatch):

@@ -10,13 +10,15 @@ resumed again to the end. The losses the resumed runs log for epoch 2 must
 equal those of the first, uninterrupted, run. Two more runs are stopped
 while they write the checkpoint of epoch 2, by SIGINT (Ctrl-C) and by a disk
 that fills: the checkpoint of epoch 1 stays, no partial file is left, and
-the last line names the cause and the command that resumes.
+the last line names the cause and the command that resumes. A second
+training started into the work directory of a live one is refused.
 """
 import glob
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,12 +43,19 @@ ITERS_PER_EPOCH = 3
 # bits of a float32 loss.
 LOSS_TOLERANCE = 1e-6
 
-# Runs tools/train.py with os.fsync slowed down (60 s) for the temporary file
-# of one checkpoint, named in argv[1], so a test can kill the process while
-# that checkpoint is being written. It prints SLOW_FSYNC_STARTED when the
-# slow fsync begins: a signal sent after that line lands inside the save.
+# Runs tools/train.py with os.fsync held for the temporary file of one
+# checkpoint, named in argv[1], until the test signals the process, so that
+# the signal lands while that checkpoint is being written. It prints
+# SLOW_FSYNC_STARTED when the held fsync begins. Nothing in it is timed: on
+# a busy machine the test may take long to see that line, and a fsync that
+# went on after a fixed time would let the save finish unsignalled.
+# SIGINT gets Python's KeyboardInterrupt handler as in a terminal: a test
+# run started in the background (``cmd &`` in a script, nohup, some CI)
+# hands its children SIGINT ignored, and Python then installs no handler,
+# so Ctrl-C would do nothing.
 SLOW_SAVE_LAUNCHER = '''
-import os, runpy, sys, time
+import os, runpy, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 slow_name, tool = sys.argv[1], sys.argv[2]
 real_fsync = os.fsync
 def fsync(fd):
@@ -56,13 +65,13 @@ def fsync(fd):
         name = ''
     if name.startswith('.' + slow_name + '.'):
         print('slow fsync started', flush=True)
-        time.sleep(60)
+        while True:  # until the test's signal
+            time.sleep(1)
     return real_fsync(fd)
 os.fsync = fsync
 sys.argv = sys.argv[2:]
 runpy.run_path(tool, run_name='__main__')
 '''
-
 
 # Runs tools/train.py on a disk that fills while the checkpoint named in
 # argv[1] is written: the write of its temporary file (msnet_plugin.fileio)
@@ -133,16 +142,21 @@ def environment():
                 OMP_NUM_THREADS='1')
 
 
+# Guards against a hang only: one training of this file takes about a minute
+# on an idle 2-core machine and over 10 minutes on a heavily loaded one.
+HANG_TIMEOUT = 2700
+
+
 def run_to_end(command, cwd):
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                            timeout=900, env=environment())
+                            timeout=HANG_TIMEOUT, env=environment())
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output
 
 
 def run_and_signal(command, cwd, should_signal, signal_number,
-                   timeout=900):
+                   timeout=HANG_TIMEOUT):
     """Start ``command``; send it ``signal_number`` as soon as
     ``should_signal(output)`` is true (polled every 10 ms) and wait for it
     to end. Returns its exit status and the output it printed."""
@@ -159,14 +173,14 @@ def run_and_signal(command, cwd, should_signal, signal_number,
                 assert time.monotonic() < deadline, 'timed out'
                 time.sleep(0.01)
             process.send_signal(signal_number)
-            process.wait(timeout=300)
+            process.wait(timeout=HANG_TIMEOUT)
         finally:
             process.kill()
             process.wait()
     return process.returncode, log_path.read_text()
 
 
-def run_and_kill(command, cwd, should_kill, timeout=900):
+def run_and_kill(command, cwd, should_kill, timeout=HANG_TIMEOUT):
     """Start ``command``; SIGKILL it as soon as ``should_kill(output)`` is
     true (polled every 10 ms). Returns the output it printed."""
     returncode, output = run_and_signal(command, cwd, should_kill,
@@ -305,7 +319,9 @@ def test_ctrl_c_during_a_save_keeps_the_last_checkpoint_and_says_how_to_resume(
                       launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
         tmp_path, lambda out: SLOW_FSYNC_STARTED in out,
         signal.SIGINT)
-    assert returncode == EXIT_INTERRUPTED, output[-3000:]
+    assert returncode == EXIT_INTERRUPTED, (
+        f'exit status {returncode}, last lines:\n' +
+        '\n'.join(output.splitlines()[-12:]))
     assert 'Traceback' not in output
     assert output.splitlines()[-1] == (
         'error: training interrupted (Ctrl-C) ' + resume_advice(work_dir))
@@ -325,7 +341,7 @@ def test_full_disk_during_a_save_keeps_the_last_checkpoint(tmp_path):
     result = subprocess.run(
         train_command(work_dir, data_dir,
                       launcher=('-c', FULL_DISK_LAUNCHER, 'epoch_2.pth')),
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        cwd=tmp_path, capture_output=True, text=True, timeout=HANG_TIMEOUT,
         env=environment())
     assert result.returncode == EXIT_USER_ERROR, result.stderr[-3000:]
     assert 'Traceback' not in result.stderr
@@ -334,6 +350,65 @@ def test_full_disk_during_a_save_keeps_the_last_checkpoint(tmp_path):
         'device; free some space on that disk (or write elsewhere). Training '
         'stopped ' + resume_advice(work_dir))
     assert_only_epoch_1_is_left(work_dir)
+
+
+def files_of(folder):
+    """{path: (size, mtime)} of every file under ``folder``."""
+    return {
+        str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in Path(folder).rglob('*') if path.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_second_training_into_a_work_dir_in_use_stops_before_writing(
+        tmp_path):
+    """Two real trainings into one work directory: the second, started
+    while the first is saving epoch 2, stops with exit status 2 naming the
+    first's process and host, and writes nothing; once the first is
+    SIGKILLed, --resume goes on from epoch 1 with a notice naming the dead
+    run."""
+    data_dir, work_dir = tmp_path / 'data', tmp_path / 'work'
+    log_path = tmp_path / 'first.log'
+    with open(log_path, 'w') as log:
+        first = subprocess.Popen(
+            train_command(work_dir, data_dir,
+                          launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
+            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            env=environment())
+    try:
+        deadline = time.monotonic() + HANG_TIMEOUT
+        while SLOW_FSYNC_STARTED not in log_path.read_text():
+            assert first.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, 'timed out'
+            time.sleep(0.05)
+        before = files_of(work_dir)
+        second = subprocess.run(train_command(work_dir, data_dir),
+                                cwd=tmp_path, capture_output=True, text=True,
+                                timeout=HANG_TIMEOUT, env=environment())
+        assert second.returncode == EXIT_USER_ERROR, second.stderr[-3000:]
+        assert 'Traceback' not in second.stderr
+        refusal = second.stderr.splitlines()[-1]
+        assert refusal.startswith(
+            f'error: work_dir {work_dir} is in use by another training '
+            f'(process {first.pid} on host {socket.gethostname()}, started ')
+        assert refusal.endswith(
+            f'; wait for it to end or stop it (kill {first.pid}) and resume '
+            'it with --resume, or train into another directory with '
+            '--work-dir DIR')
+        assert files_of(work_dir) == before
+        assert first.poll() is None  # the first run went on
+    finally:
+        first.kill()
+        first.wait()
+
+    resumed = run_to_end(train_command(work_dir, data_dir, '--resume'),
+                         tmp_path)
+    assert (f'notice: the training that last used {work_dir} did not end '
+            f'normally (process {first.pid} on host {socket.gethostname()}'
+            in resumed)
+    assert 'resumed epoch: 1, iter: 3' in resumed
+    assert (work_dir / 'epoch_2.pth').is_file()
 
 
 def test_random_state_survives_a_safe_checkpoint_round_trip(tmp_path):

@@ -10,6 +10,8 @@ weights) to stay short. The graph tests take MotionSqueeze(128) alone on
 (8, 128, 8, 8) features, the issue's case, and compare with eager.
 """
 import importlib.util
+import re
+from pathlib import Path
 
 import onnx
 import pytest
@@ -17,6 +19,7 @@ import torch
 from mmaction.structures import ActionDataSample
 from mmengine.runner import save_checkpoint
 
+from msnet_plugin.cli import EXIT_USER_ERROR
 from msnet_plugin.deploy import (build_frames_to_scores, export_onnx,
                                  nonstandard_onnx_ops, onnxruntime_scores)
 from msnet_plugin.deploy.frames_to_scores import example_frames
@@ -135,13 +138,15 @@ def test_torchscript_export_matches_pytorch(demo_model_and_checkpoint,
 
 
 def test_export_refuses_a_segment_count_other_than_the_configs(
-        demo_model_and_checkpoint, export_tool, tmp_path):
+        demo_model_and_checkpoint, tool_error, tmp_path):
+    """A user's mistake: exit status 2 and one line, as every tool."""
     _, checkpoint = demo_model_and_checkpoint
     output = tmp_path / 'never.onnx'
-    with pytest.raises(SystemExit, match=r'--num-segments 16 does not match '
-                       r'.*model\.backbone\.num_segments=8'):
-        export_tool.main(
-            export_args(checkpoint, output, '--num-segments', '16'))
+    code, err = tool_error(
+        'export', export_args(checkpoint, output, '--num-segments', '16'))
+    assert code == EXIT_USER_ERROR
+    assert re.fullmatch(r'error: --num-segments 16 does not match .*model'
+                        r'\.backbone\.num_segments=8 .*\n', err), err
     assert not output.exists()
     with pytest.raises(ValueError, match='--num-segments 4 does not match'):
         build_frames_to_scores(DEMO_CONFIG, num_segments=4)

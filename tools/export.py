@@ -13,8 +13,9 @@ consensus/averaging: (N, T, 3, H, W) float frames with pixel values as the
 test pipeline gives them -> (N, num_classes) scores, N dynamic. After the
 export the file is run on two batch sizes (onnxruntime on CPU, or the loaded
 TorchScript module) and compared with PyTorch; the tool fails if any score
-differs by more than --atol. ``--benchmark`` then times eager PyTorch,
-``torch.compile`` (CPU inductor; needs a C++ compiler) and onnxruntime on
+differs by more than --atol (exit status 1; a mistake in the arguments or
+the config exits with 2, see msnet_plugin/cli.py). ``--benchmark`` then
+times eager PyTorch, ``torch.compile`` (CPU inductor; needs a C++ compiler) and onnxruntime on
 the same input in this process.
 
 MotionSqueeze's correlation and soft-argmax export as plain ops whatever its
@@ -31,13 +32,17 @@ from mmengine.config import DictAction
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
 from msnet_plugin.checkpoints import check_checkpoint_file
-from msnet_plugin.cli import add_debug_argument, tool_main
+from msnet_plugin.cli import ToolStopped, add_debug_argument, tool_main
 from msnet_plugin.deploy import (build_frames_to_scores,
                                  compare_inference_speed, export_onnx,
                                  nonstandard_onnx_ops, onnxruntime_scores)
 from msnet_plugin.deploy.frames_to_scores import example_frames
 from msnet_plugin.deploy.onnx_export import EXPORTERS
 
+#: Exit status when the written file fails its check (it differs from
+#: PyTorch, or uses non-standard operators): the export is wrong, not the
+#: user's input (a mistake of the user's exits with 2, msnet_plugin/cli.py).
+EXIT_CHECK_FAILED = 1
 #: Batch size of the example input the export traces. Not 1: torch.export
 #: takes a dimension of size 1 for a constant.
 EXPORT_BATCH_SIZE = 2
@@ -116,21 +121,22 @@ def check_export(module, run_export, num_segments, shape, atol):
             try:
                 exported = run_export(frames)
             except Exception as error:  # onnxruntime's or TorchScript's
-                raise SystemExit(
+                raise ToolStopped(
                     f'the export fails on a batch of {batch_size} '
-                    f'({type(error).__name__}: {error})')
+                    f'({type(error).__name__}: {error})',
+                    EXIT_CHECK_FAILED) from error
         if exported.shape != expected.shape:
-            raise SystemExit(
+            raise ToolStopped(
                 f'the export returned scores of shape {tuple(exported.shape)}'
                 f' for a batch of {batch_size}, PyTorch '
-                f'{tuple(expected.shape)}')
+                f'{tuple(expected.shape)}', EXIT_CHECK_FAILED)
         difference = (exported - expected).abs().max().item()
         print(f'check: batch {batch_size}, scores {tuple(expected.shape)}, '
               f'max |export - PyTorch| = {difference:.2e}')
         worst = max(worst, difference)
     if worst > atol:
-        raise SystemExit(f'the export differs from PyTorch by {worst:.2e} > '
-                         f'--atol {atol}')
+        raise ToolStopped(f'the export differs from PyTorch by {worst:.2e} > '
+                          f'--atol {atol}', EXIT_CHECK_FAILED)
     return worst
 
 
@@ -149,11 +155,8 @@ def print_speeds(results, frames):
 def main(argv=None):
     args = parse_args(argv)
     check_checkpoint_file(args.checkpoint, config=args.config)
-    try:
-        module = build_frames_to_scores(args.config, args.checkpoint,
-                                        args.num_segments, args.cfg_options)
-    except ValueError as error:
-        raise SystemExit(f'error: {error}')
+    module = build_frames_to_scores(args.config, args.checkpoint,
+                                    args.num_segments, args.cfg_options)
     num_segments = module.num_segments
     output = args.output or default_output(args, num_segments)
     os.makedirs(osp.dirname(osp.abspath(output)), exist_ok=True)
@@ -163,8 +166,9 @@ def main(argv=None):
         export_onnx(module, frames, output, args.exporter, args.opset)
         foreign = nonstandard_onnx_ops(output)
         if foreign:
-            raise SystemExit(f'{output} uses non-standard ONNX '
-                             f'operators: {", ".join(foreign)}')
+            raise ToolStopped(f'{output} uses non-standard ONNX '
+                              f'operators: {", ".join(foreign)}',
+                              EXIT_CHECK_FAILED)
         print(f'exported {output} ({args.exporter} exporter): standard '
               'ONNX operators only, dynamic batch axis')
         check_export(module, lambda x: onnxruntime_scores(output, x),

@@ -22,6 +22,8 @@ from msnet_plugin.checks import (check_config_paths, check_segment_counts,
 from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.compat import prepare_launcher
 from msnet_plugin.errors import ConfigError
+from msnet_plugin.launch import check_launcher_environment
+from msnet_plugin.pipeline_checks import check_frames_per_clip
 
 
 def parse_args(argv=None):
@@ -88,11 +90,14 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
-    check_segment_counts(cfg.model)
+    counts = check_segment_counts(cfg.model)
+    check_frames_per_clip(cfg, counts.get('model.backbone.num_segments'),
+                          ['test'])
     check_config_paths(cfg, ['test'])
     check_writable_folder(cfg.work_dir)
     check_checkpoint_file(args.checkpoint, config=args.config)
     require_checkpoint_match(cfg)
+    check_launcher_environment(args.launcher)
     prepare_launcher(args.launcher)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))

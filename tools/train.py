@@ -6,7 +6,9 @@ Usage: python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
 
 Before anything is built, the config is checked (segment counts, the files
 and folders it names, the work directory, the checkpoint it loads or
-resumes); a mistake ends in one line naming it (msnet_plugin/cli.py).
+resumes); a mistake ends in one line naming it (msnet_plugin/cli.py). A work
+directory another training is using is refused
+(msnet_plugin/work_dir_lock.py).
 Ctrl-C, or a disk that fills during a save, keeps the last complete
 checkpoint and says how to resume (exit status 130 and 2).
 """
@@ -14,6 +16,7 @@ import argparse
 import errno
 import os
 import os.path as osp
+import zipfile
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
 import torch
@@ -30,6 +33,9 @@ from msnet_plugin.cli import (EXIT_INTERRUPTED, ToolStopped,
                               tool_main)
 from msnet_plugin.compat import prepare_launcher
 from msnet_plugin.errors import ConfigError
+from msnet_plugin.launch import check_launcher_environment, launcher_rank
+from msnet_plugin.pipeline_checks import check_frames_per_clip
+from msnet_plugin.work_dir_lock import lock_work_dir
 
 
 def parse_args(argv=None):
@@ -108,13 +114,15 @@ def check_config(cfg, args) -> None:
     """Check what the run needs before anything is built: segment counts,
     the data and weights the config names, the work directory, and the
     checkpoint it loads or resumes from."""
-    check_segment_counts(cfg.model)
+    counts = check_segment_counts(cfg.model)
     resume = bool(cfg.get('resume', False))
     load_from = cfg.get('load_from', None)
     if resume and load_from:  # --resume PATH
         check_checkpoint_file(load_from, resume=True, config=args.config,
                               key='checkpoint to resume from')
     splits = ['train'] + (['val'] if cfg.get('val_cfg') else [])
+    check_frames_per_clip(cfg, counts.get('model.backbone.num_segments'),
+                          splits)
     check_config_paths(cfg, splits, weights=True)
     check_writable_folder(cfg.work_dir)
     if load_from and not resume:
@@ -127,8 +135,31 @@ def check_config(cfg, args) -> None:
                 latest, resume=True, config=args.config,
                 key=f'checkpoint to resume from (named by {cfg.work_dir}/'
                 'last_checkpoint)')
+            check_not_finished(latest, cfg)
     if resume:
+        if load_from:
+            check_not_finished(load_from, cfg)
         require_checkpoint_match(cfg)
+
+
+def check_not_finished(checkpoint: str, cfg) -> None:
+    """Refuse to resume from the checkpoint of the last epoch of an
+    epoch-based training: mmengine would train nothing and end quietly."""
+    train_cfg = cfg.get('train_cfg', None) or {}
+    max_epochs = train_cfg.get('max_epochs')
+    if not isinstance(max_epochs, int) or train_cfg.get(
+            'type', 'EpochBasedTrainLoop') != 'EpochBasedTrainLoop':
+        return
+    meta = torch.load(checkpoint, map_location='cpu', weights_only=True,
+                      mmap=zipfile.is_zipfile(checkpoint)).get('meta') or {}
+    epoch = meta.get('epoch')
+    if isinstance(epoch, int) and epoch >= max_epochs:
+        raise ConfigError(
+            f'training already ended: {checkpoint} is the checkpoint of epoch '
+            f'{epoch} and train_cfg.max_epochs is {max_epochs}, so --resume '
+            'has nothing to train; to train longer, resume with '
+            f'--cfg-options train_cfg.max_epochs=N (N > {epoch}), or start '
+            'a new training with another --work-dir')
 
 
 def resume_advice(cfg, args, runner) -> str:
@@ -157,7 +188,19 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     check_config(cfg, args)
+    check_launcher_environment(args.launcher)
     prepare_launcher(args.launcher)
+    # One training per work directory (rank 0 of a distributed run locks).
+    lock = lock_work_dir(cfg.work_dir) if launcher_rank(
+        args.launcher) == 0 else None
+    try:
+        train(cfg, args)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def train(cfg, args):
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     try:

@@ -12,6 +12,7 @@ from mmengine.registry import init_default_scope
 
 from ..checkpoints import load_matching_checkpoint
 from ..checks import check_segment_counts
+from ..errors import ConfigError
 
 
 class FramesToScores(nn.Module):
@@ -130,7 +131,7 @@ def build_frames_to_scores(config,
     recognizer = MODELS.build(model_cfg)
     config_segments = model_num_segments(recognizer)
     if num_segments is not None and num_segments != config_segments:
-        raise ValueError(
+        raise ConfigError(
             f'--num-segments {num_segments} does not match the config, which '
             f'builds the model for model.backbone.num_segments='
             f'{config_segments} (TSM shifts and MotionSqueeze pairs frames '
