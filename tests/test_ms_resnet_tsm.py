@@ -12,7 +12,7 @@ def num_params(module):
 
 
 def expected_ms_params(in_channels, reduced=64):
-    """Parameters of the spec's module: reduction plus four separable stages."""
+    """Parameters of the paper's module: reduction plus four separable stages."""
     reduction = in_channels * reduced + 2 * reduced
     stages = [(7, 3, 16), (3, 16, 32), (3, 32, 64), (3, 64, in_channels)]
     transformation = sum(k * k * cin + 2 * cin + cin * cout + 2 * cout

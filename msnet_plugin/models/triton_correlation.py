@@ -13,9 +13,9 @@ with float32 accumulation and no intermediate beyond the output:
   f1[c, y - dy, x - dx].
 
 Offsets are 32-bit: inputs of 2**31 elements or more are refused.
-This file was written without a GPU at hand; ``'auto'`` uses it only after
-it matched the ``'fast'`` kernel on the device (see correlation.py), and
-tests/test_correlation_kernels.py compares it with the reference on CUDA.
+``'auto'`` uses it only after it matched the ``'fast'`` kernel on the
+device (see correlation.py); tests/test_correlation_kernels.py compares it
+with the reference on CUDA (``tools/gpu_check.sh`` runs those tests).
 """
 import torch
 import triton
