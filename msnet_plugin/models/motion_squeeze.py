@@ -76,9 +76,11 @@ class MotionSqueeze(nn.Module):
             same outputs and gradients). As with those blocks, BatchNorm's
             running statistics then see each batch twice.
         zero_init_residual (bool): start with no contribution (False: the
-            paper's init). True adds a per-channel scale, ``residual_scale``
-            (out_channels values, initialised to 0), to the motion features
-            before they are added: the module is then exactly the identity at
+            paper's init). True adds a per-channel scale of the motion
+            features before they are added, ``residual_scale``, initialised
+            to 0 (a 1x1 depthwise conv, so that optimizer constructors that
+            sort parameters by layer type, such as MMAction2's
+            ``TSMOptimWrapperConstructor``, train it): the module is then exactly the identity at
             initialisation, so a network warm-started from a checkpoint
             without MS (MMAction2's TSM) gives that checkpoint's outputs
             until the first step. The scale gets a gradient at once and the
@@ -151,7 +153,8 @@ class MotionSqueeze(nn.Module):
             depthwise_separable(64, out_channels, 3))
         self.zero_init_residual = zero_init_residual
         if zero_init_residual:
-            self.residual_scale = nn.Parameter(torch.zeros(out_channels))
+            self.residual_scale = nn.Conv2d(out_channels, out_channels, 1,
+                                            groups=out_channels, bias=False)
         self.init_weights()
 
     @property
@@ -173,7 +176,7 @@ class MotionSqueeze(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         if self.zero_init_residual:
-            nn.init.zeros_(self.residual_scale)
+            nn.init.zeros_(self.residual_scale.weight)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
@@ -271,5 +274,5 @@ class MotionSqueeze(nn.Module):
         else:
             motion = self.motion_features(x)
         if self.zero_init_residual:
-            motion = motion * self.residual_scale.view(1, -1, 1, 1)
+            motion = self.residual_scale(motion)
         return x + motion
