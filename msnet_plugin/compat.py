@@ -44,16 +44,32 @@ Two more are applied only by the runs that need them:
    ``tools/train.py`` and ``tools/test.py`` call :func:`prepare_launcher`,
    which applies :func:`allow_distributed_on_cpu` to such a run only.
 
+6. mmdeploy's ONNX export under torch >= 2.9 (mmdeploy 1.3.1).
+   ``torch.onnx.export`` defaults to the dynamo exporter since torch 2.9;
+   mmdeploy's ``torch2onnx`` calls it without ``dynamo`` and its function
+   rewriter, written for the TorchScript exporter, then fails with
+   ``KeyError: -1`` (``_wrapped_fns_to_patch.pop(-1)``), for every
+   MMAction2 recognizer. Upstream: no mmdeploy issue names it (closest:
+   open-mmlab/mmdeploy#2906, "function rewriting fails", no details);
+   mmdeploy's last release, 1.3.1, predates torch 2.9. Probe: the
+   ``dynamo`` argument of ``torch.onnx.export`` defaults to True.
+   Workaround: :func:`torchscript_onnx_export`, a context manager the user
+   opens around mmdeploy's conversion (docs/deploy.md); inside it
+   ``torch.onnx.export`` defaults to ``dynamo=False``.
+
 The bfloat16 fix for MMAction2's head loss lives in
 :class:`msnet_plugin.optim.CPUAmpOptimWrapper` (the only place bfloat16 scores
 arise), and atomic checkpoint writes in :mod:`msnet_plugin.fileio` (a file
 backend that configs choose). docs/compatibility.md lists each workaround,
 its upstream state and when to delete it.
 """
+import contextlib
+import functools
 import glob
 import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import os
 import os.path as osp
 import pickle
@@ -272,6 +288,36 @@ def prepare_launcher(launcher: str) -> None:
     ``pytorch`` on a machine without an accelerator; nothing otherwise."""
     if launcher == 'pytorch' and get_device() == 'cpu':
         allow_distributed_on_cpu()
+
+
+def onnx_export_defaults_to_dynamo() -> bool:
+    """Whether ``torch.onnx.export`` uses the dynamo exporter unless told
+    otherwise (torch >= 2.9): the probe of workaround 6."""
+    parameter = inspect.signature(torch.onnx.export).parameters.get('dynamo')
+    return parameter is not None and parameter.default is True
+
+
+@contextlib.contextmanager
+def torchscript_onnx_export():
+    """Workaround 6: within the block, ``torch.onnx.export`` defaults to
+    the TorchScript exporter (``dynamo=False``; a ``dynamo`` the caller
+    passes is kept), as mmdeploy 1.3.1's ``torch2onnx`` needs. Does nothing
+    where the probe finds the TorchScript exporter already the default."""
+    if not onnx_export_defaults_to_dynamo():
+        yield
+        return
+    export = torch.onnx.export
+
+    @functools.wraps(export)
+    def export_with_torchscript(*args, **kwargs):
+        kwargs.setdefault('dynamo', False)
+        return export(*args, **kwargs)
+
+    torch.onnx.export = export_with_torchscript
+    try:
+        yield
+    finally:
+        torch.onnx.export = export
 
 
 def apply():

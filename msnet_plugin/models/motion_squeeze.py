@@ -89,6 +89,19 @@ class MotionSqueeze(nn.Module):
             module's forward runs again in backward (less memory, more time;
             same outputs and gradients). As with those blocks, BatchNorm's
             running statistics then see each batch twice.
+        zero_init_residual (bool): start with no contribution (False: the
+            paper's init). True adds a per-channel scale of the motion
+            features before they are added, ``residual_scale``, initialised
+            to 0 (a 1x1 depthwise conv, so that optimizer constructors that
+            sort parameters by layer type, such as MMAction2's
+            ``TSMOptimWrapperConstructor``, train it): the module is then exactly the identity at
+            initialisation, so a network warm-started from a checkpoint
+            without MS (MMAction2's TSM) gives that checkpoint's outputs
+            until the first step. The scale gets a gradient at once and the
+            rest of the module from the second step on. (Zeroing the last
+            BN's weight, as ResNet's ``zero_init_residual`` does, would
+            freeze the module here: the ReLU after that BN passes no gradient
+            at 0.)
     """
 
     def __init__(self,
@@ -103,7 +116,8 @@ class MotionSqueeze(nn.Module):
                  soft_argmax: str = 'kernel',
                  motion_input: str = 'displacement',
                  correlation_impl: str = 'auto',
-                 with_cp: bool = False):
+                 with_cp: bool = False,
+                 zero_init_residual: bool = False):
         super().__init__()
         if soft_argmax not in SOFT_ARGMAX_MODES:
             raise ValueError(f'soft_argmax must be one of {SOFT_ARGMAX_MODES}'
@@ -114,6 +128,9 @@ class MotionSqueeze(nn.Module):
         check_impl_name(correlation_impl)
         if not isinstance(with_cp, bool):
             raise ValueError(f'with_cp must be True or False, got {with_cp!r}')
+        if not isinstance(zero_init_residual, bool):
+            raise ValueError('zero_init_residual must be True or False, got '
+                             f'{zero_init_residual!r}')
         self.correlation_impl = correlation_impl
         self.with_cp = with_cp
         out_channels = in_channels if out_channels is None else out_channels
@@ -146,6 +163,10 @@ class MotionSqueeze(nn.Module):
             depthwise_separable(16, 32, 3),
             depthwise_separable(32, 64, 3),
             depthwise_separable(64, out_channels, 3))
+        self.zero_init_residual = zero_init_residual
+        if zero_init_residual:
+            self.residual_scale = nn.Conv2d(out_channels, out_channels, 1,
+                                            groups=out_channels, bias=False)
         self.init_weights()
 
     @property
@@ -157,7 +178,8 @@ class MotionSqueeze(nn.Module):
         return 3 if self.use_confidence else 2
 
     def init_weights(self) -> None:
-        """The paper's init: Kaiming-normal (fan_out) convs, BN 1 and 0."""
+        """The paper's init: Kaiming-normal (fan_out) convs, BN 1 and 0;
+        with ``zero_init_residual``, ``residual_scale`` 0."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(
@@ -165,6 +187,8 @@ class MotionSqueeze(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        if self.zero_init_residual:
+            nn.init.zeros_(self.residual_scale.weight)
 
     def _check_input(self, x: torch.Tensor) -> None:
         check_frame_batch('MotionSqueeze', x, self.num_segments)
@@ -255,4 +279,6 @@ class MotionSqueeze(nn.Module):
                                    use_reentrant=False)
         else:
             motion = self.motion_features(x)
+        if self.zero_init_residual:
+            motion = self.residual_scale(motion)
         return x + motion
