@@ -33,6 +33,14 @@ from .fast_correlation import default_chunk_elements
 from .tracing import is_exporting_or_compiling, static_sizes
 
 
+#: Logits reach -temperature below the peak: exp of less than about -87 is
+#: a float32 denormal, which x86 CPUs compute (and multiply, sum) 10-100x
+#: slower. Logits more than 60 below the peak are raised to 60 below it:
+#: their probability (< 1e-26 of the peak's) changes nothing at float32
+#: precision, and no denormal is made.
+LOGIT_FLOOR = -60.0
+
+
 def _chunks(batch: int, per_clip: int, chunk_elements: int):
     """Slices of clips whose (P*P, H, W) temporaries fit ``chunk_elements``
     values (the correlation kernel's budget by default: chunks that stay in
@@ -96,7 +104,7 @@ def _offset_weights(patch_size: int, like: torch.Tensor) -> torch.Tensor:
     ]).reshape(2, patch_size * patch_size)
 
 
-def _expectation(prob: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+def _expectation(prob: torch.Tensor) -> torch.Tensor:
     """(b, P, P, H, W) probabilities over the window -> (b, 2, H, W)
     expected offsets, channel 0 = dx, channel 1 = dy.
 
@@ -148,6 +156,9 @@ def soft_argmax_last_axis(correlation: torch.Tensor, patch_size: int,
         gaussian = _gaussian(best_index, patch_size, sigma,
                              correlation.dtype, axis=3, scale=temperature)
         logits = correlation * gaussian.view(-1, height, width, channels)
+    # The logit at the argmax is temperature * confidence (the Gaussian is 1
+    # there), so the floor lies at least 60 below the largest logit.
+    logits = torch.maximum(logits, confidence * temperature + LOGIT_FLOOR)
     prob = F.softmax(logits, dim=-1).view(-1, height * width, channels)
     # (B, H*W, P*P) @ (P*P, 2): the transpose is of the small result.
     displacement = torch.matmul(prob, _offset_weights(patch_size, prob).t())
@@ -178,11 +189,7 @@ def _probabilities(correlation: torch.Tensor, best_index: torch.Tensor,
     flat = probabilities.view(batch, -1, height, width)
     flat -= flat.amax(dim=1, keepdim=True)
     if flat.dtype == torch.float32:
-        # Logits reach -temperature below the peak: exp of less than about
-        # -87 is a float32 denormal, which x86 CPUs compute 10-100x slower.
-        # Below -60 the probability (< 1e-26 of the peak's) is kept at
-        # exp(-60): no change at float32 precision, no denormals.
-        flat.clamp_(min=-60.0)
+        flat.clamp_(min=LOGIT_FLOOR)
     flat.exp_()
     flat /= flat.sum(dim=1, keepdim=True)
     return probabilities, scaled_gaussian
@@ -210,8 +217,7 @@ class GaussianSoftArgmax(torch.autograd.Function):
                                 chunk_elements):
                 prob, _ = _probabilities(correlation[part], best_index[part],
                                          patch_size, sigma, temperature)
-                displacement[part] = _expectation(
-                    prob, _offsets(patch_size, prob))
+                displacement[part] = _expectation(prob)
         ctx.save_for_backward(correlation, best_index, displacement)
         ctx.settings = (patch_size, sigma, temperature, chunk_elements)
         ctx.mark_non_differentiable(best_index)
@@ -325,7 +331,7 @@ def plain_soft_argmax(correlation: torch.Tensor, patch_size: int,
     confidence = correlation.max(dim=1, keepdim=True)[0]
     prob = F.softmax(correlation * temperature, dim=1).view(
         -1, patch_size, patch_size, height, width)
-    return _expectation(prob, _offsets(patch_size, prob)), confidence
+    return _expectation(prob), confidence
 
 
 def _check_channels(name: str, correlation: torch.Tensor,
