@@ -22,6 +22,9 @@ Parts (each can be skipped):
   where they run) and the baseline: the 'fast' kernel of git revision
   ``--baseline-rev`` (by default the last one before correlation v2), loaded
   from git;
+- ``--autograd`` (alone): each hand-written autograd Function against its
+  plain alternative, time and peak memory
+  (msnet_plugin/benchmark_autograd.py);
 - ``--profile``: torch.profiler over training steps of the MS module alone
   (512 channels at 1/8 of ``--size``, the first of ``--frames``), the ops
   that take its time, by self CPU (or CUDA) time. Off by default.
@@ -39,7 +42,8 @@ Usage: python tools/benchmark.py [--batch-sizes 1 8] [--frames 8 16]
        [--size 224] [--rounds 5] [--models tsm msnet tsm_cp msnet_cp ms]
        [--device cpu] [--threads N] [--no-memory] [--no-correlation]
        [--no-onnx] [--no-compile] [--profile] [--baseline-rev REV]
-       [--correlation-case PAIRS CHANNELS SIZE MAX_DISP] [--out-dir DIR]
+       [--correlation-case PAIRS CHANNELS SIZE MAX_DISP] [--autograd]
+       [--out-dir DIR]
 Writes DIR/benchmark.md and DIR/benchmark.json (default work_dirs/benchmark).
 """
 import argparse
@@ -122,6 +126,11 @@ def parse_args(argv=None):
                         'training step (torch.profiler)')
     parser.add_argument('--profile-ops', type=int, default=12,
                         help='ops listed by --profile')
+    parser.add_argument('--autograd', action='store_true',
+                        help='only compare the hand-written autograd '
+                        'Functions with their plain alternatives '
+                        '(msnet_plugin/benchmark_autograd.py), --rounds '
+                        'rounds; writes OUT_DIR/autograd.md')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--memory-child', help=argparse.SUPPRESS)
     parser.add_argument('--compile-child', help=argparse.SUPPRESS)
@@ -620,6 +629,15 @@ def main(argv=None):
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no CUDA device is available')
+    if args.autograd:
+        from msnet_plugin.benchmark_autograd import (
+            autograd_markdown, compare_autograd_functions)
+        result = compare_autograd_functions(
+            rounds=args.rounds, device=device, memory=not args.no_memory,
+            threads=args.threads)
+        bench.write_report(args.out_dir, 'autograd', result,
+                           autograd_markdown(result))
+        return result
     torch.manual_seed(0)
     started = time.time()
     report = dict(
