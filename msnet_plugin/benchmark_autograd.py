@@ -116,7 +116,9 @@ def variant_step(case_name: str, variant: str, case: dict,
                            with_cp=variant == 'with_cp').to(device).train()
     if variant == 'plain autograd':
         # The transformation as a plain nn.Sequential: no recomputation.
-        module._transform = module.transform
+        # (In the instance's __dict__, which the method lookup reads first;
+        # nn.Module's setattr would register a submodule instead.)
+        object.__setattr__(module, '_transform', module.transform)
     frames = batch // (case['frames'] - 1) * case['frames']
     x = leaf(frames, case['ms_channels'], size, size).requires_grad_()
 

@@ -38,3 +38,20 @@ def test_comparison_reports_ratios_to_the_hand_written_variant():
 def test_unknown_variant_is_named():
     with pytest.raises(ValueError, match="unknown variant 'fused'"):
         variant_step('correlation', 'fused', TINY)
+
+
+def test_only_the_first_tail_variant_recomputes_the_tail(monkeypatch):
+    """'plain autograd' and 'with_cp' really are the alternatives: they do
+    not go through the recomputed tail's Function."""
+    from msnet_plugin.models import recomputed_tail
+    calls = []
+    apply = recomputed_tail._RecomputedConvBNReLU.apply
+    monkeypatch.setattr(recomputed_tail._RecomputedConvBNReLU, 'apply',
+                        lambda *args: calls.append(1) or apply(*args))
+    counts = {}
+    for variant in VARIANTS['tail']:
+        calls.clear()
+        variant_step('tail', variant, TINY)()
+        counts[variant] = len(calls)
+    assert counts == {'recomputed tail': 1, 'plain autograd': 0,
+                      'with_cp': 0}
