@@ -21,7 +21,9 @@ Times are medians of rounds that run the variants of a case in turn in one
 process (:func:`.benchmarking.alternating_medians`); memory is the growth
 of peak RSS over one step in a fresh child process per variant on the CPU
 (:func:`.benchmarking.peak_rss_growth_mb`), ``max_memory_allocated`` on
-CUDA. :func:`compare_autograd_functions` returns, per case, each variant's
+CUDA, and on the CPU also the memory held from the end of the forward to
+the backward (what the rest of a network carries to its own peak; a
+module's own peak alone can hide that saving). :func:`compare_autograd_functions` returns, per case, each variant's
 figures and its ratios to the hand-written one.
 """
 import json
@@ -47,11 +49,14 @@ MAX_DISP, PATCH, SIGMA, TEMPERATURE = 7, 15, 5.0, 100.0
 
 
 def variant_step(case_name: str, variant: str, case: dict,
-                 device='cpu') -> Callable[[], object]:
+                 device='cpu',
+                 forward_only: bool = False) -> Callable[[], object]:
     """One forward and backward of ``variant`` of ``case_name`` (see
     :data:`VARIANTS`) on fixed random inputs (the same for every variant).
     The step returns the gradients of the inputs, which it drops from the
-    inputs (every step starts without them)."""
+    inputs (every step starts without them). With ``forward_only``, the
+    callable runs the forward alone and returns its output (whatever
+    autograd keeps for backward stays alive with it)."""
     from .models import MotionSqueeze
     from .models.fast_correlation import (FastLocalCorrelation,
                                           default_chunk_elements,
@@ -71,69 +76,73 @@ def variant_step(case_name: str, variant: str, case: dict,
         return (value.abs() if positive else value).to(device)
 
     if case_name == 'correlation':
-        f1, f2 = (leaf(batch, case['channels'], size, size).requires_grad_()
-                  for _ in range(2))
+        leaves = tuple(
+            leaf(batch, case['channels'], size, size).requires_grad_()
+            for _ in range(2))
         grad = leaf(batch, PATCH * PATCH, size, size)
-        kernel = ((lambda: FastLocalCorrelation.apply(f1, f2, MAX_DISP,
-                                                      chunk))
-                  if variant == 'FastLocalCorrelation' else
-                  (lambda: strip_correlation(f1, f2, MAX_DISP)))
-
-        def step():
-            kernel().backward(grad)
-            grads = f1.grad, f2.grad
-            f1.grad = f2.grad = None
-            return grads
-        return step
-    if case_name == 'soft_argmax':
+        if variant == 'FastLocalCorrelation':
+            def forward():
+                return FastLocalCorrelation.apply(*leaves, MAX_DISP, chunk)
+        else:
+            def forward():
+                return strip_correlation(*leaves, MAX_DISP)
+    elif case_name == 'soft_argmax':
         # A ReLU'd correlation of L2-normalised features lies in [0, 1].
         value = leaf(batch, size, size, PATCH * PATCH, positive=True)
         value = (value / value.max()).contiguous()
         grad = leaf(batch, 2, size, size)
         if variant == 'GaussianSoftArgmax':
-            corr = value.permute(0, 3, 1, 2).contiguous().requires_grad_()
+            # Its gradient is compared in the window-last layout.
+            corr = value.permute(0, 3, 1, 2).contiguous()
+            leaves = corr.permute(0, 2, 3, 1).requires_grad_(),
 
-            def step():
-                best = corr.detach().max(dim=1, keepdim=True)[1]
-                GaussianSoftArgmax.apply(corr, best, PATCH, SIGMA,
-                                         TEMPERATURE, chunk).backward(grad)
-                # In the window-last layout, as the other variant's.
-                grads = corr.grad.permute(0, 2, 3, 1),
-                corr.grad = None
-                return grads
+            def forward():
+                best = corr.max(dim=1, keepdim=True)[1]
+                return GaussianSoftArgmax.apply(
+                    leaves[0].permute(0, 3, 1, 2), best, PATCH, SIGMA,
+                    TEMPERATURE, chunk)
         else:
-            corr = value.requires_grad_()
+            leaves = value.requires_grad_(),
 
-            def step():
-                soft_argmax_last_axis(corr, PATCH, TEMPERATURE,
-                                      SIGMA)[0].backward(grad)
-                grads = corr.grad,
-                corr.grad = None
-                return grads
-        return step
-    torch.manual_seed(0)
-    module = MotionSqueeze(case['ms_channels'], num_segments=case['frames'],
-                           with_cp=variant == 'with_cp').to(device).train()
-    if variant == 'plain autograd':
-        # The transformation as a plain nn.Sequential: no recomputation.
-        # (In the instance's __dict__, which the method lookup reads first;
-        # nn.Module's setattr would register a submodule instead.)
-        object.__setattr__(module, '_transform', module.transform)
-    frames = batch // (case['frames'] - 1) * case['frames']
-    x = leaf(frames, case['ms_channels'], size, size).requires_grad_()
+            def forward():
+                return soft_argmax_last_axis(leaves[0], PATCH, TEMPERATURE,
+                                             SIGMA)[0]
+    else:
+        torch.manual_seed(0)
+        module = MotionSqueeze(case['ms_channels'],
+                               num_segments=case['frames'],
+                               with_cp=variant == 'with_cp').to(device)
+        module.train()
+        if variant == 'plain autograd':
+            # The transformation as a plain nn.Sequential: no
+            # recomputation. (In the instance's __dict__, which the method
+            # lookup reads first; nn.Module's setattr would register a
+            # submodule instead.)
+            object.__setattr__(module, '_transform', module.transform)
+        frames = batch // (case['frames'] - 1) * case['frames']
+        leaves = leaf(frames, case['ms_channels'], size,
+                      size).requires_grad_(),
+        # The gradient of the mean, as a loss would give it.
+        grad = torch.full_like(leaves[0], 1 / leaves[0].numel())
+
+        def forward():
+            return module(leaves[0])
+    if forward_only:
+        return forward
 
     def step():
-        module(x).mean().backward()
-        grads = x.grad,
-        x.grad = None
-        module.zero_grad(set_to_none=True)
+        forward().backward(grad)
+        grads = tuple(tensor.grad for tensor in leaves)
+        for tensor in leaves + tuple(
+                module.parameters() if case_name == 'tail' else ()):
+            tensor.grad = None
         return grads
     return step
 
 
 def _memory_in_child(case_name: str, variant: str, case: dict,
-                     threads: Optional[int]) -> float:
-    """Peak RSS growth (MiB) of one step, warm, in a fresh interpreter."""
+                     threads: Optional[int]) -> dict:
+    """:func:`memory_child`'s figures, in a fresh interpreter."""
     spec = json.dumps(dict(case_name=case_name, variant=variant, case=case,
                            threads=threads))
     code = ('import json, sys\n'
@@ -148,13 +157,22 @@ def _memory_in_child(case_name: str, variant: str, case: dict,
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def memory_child(spec: dict) -> float:
-    """Run in a child started with :data:`.benchmarking.MEMORY_ENV`."""
+def memory_child(spec: dict) -> dict:
+    """Run in a child started with :data:`.benchmarking.MEMORY_ENV`: the
+    peak RSS growth of one warm step (``peak_mb``) and the RSS growth from
+    before a forward to after it, its output alive (``held_mb``: what a
+    network that goes on computing carries to its own peak)."""
     if spec.get('threads'):
         torch.set_num_threads(spec['threads'])
-    step = variant_step(spec['case_name'], spec['variant'], spec['case'])
+    args = (spec['case_name'], spec['variant'], spec['case'])
+    step = variant_step(*args)
+    forward = variant_step(*args, forward_only=True)
     step()  # warm-up
-    return bench.peak_rss_growth_mb(step)
+    before = bench.rss_mb()
+    output = forward()
+    held = bench.rss_mb() - before
+    del output
+    return dict(peak_mb=bench.peak_rss_growth_mb(step), held_mb=held)
 
 
 def compare_autograd_functions(cases=tuple(VARIANTS),
@@ -177,7 +195,8 @@ def compare_autograd_functions(cases=tuple(VARIANTS),
     Returns:
         dict: case -> variant -> ``seconds`` (median), ``times_s``,
         ``time_ratio`` (seconds over the hand-written variant's) and, with
-        memory, ``peak_mb`` and ``memory_ratio``.
+        memory, ``peak_mb`` and ``memory_ratio`` (on the CPU also
+        ``held_mb`` and ``held_ratio``).
     """
     case = dict(DEFAULT_CASE, **(case or {}))
     device = torch.device(device)
@@ -197,10 +216,10 @@ def compare_autograd_functions(cases=tuple(VARIANTS),
             if device.type == 'cuda':
                 step = variant_step(case_name, variant, case, device)
                 step()
-                peak = bench.cuda_peak_mb(step, device)
+                figures = dict(peak_mb=bench.cuda_peak_mb(step, device))
             else:
-                peak = _memory_in_child(case_name, variant, case, threads)
-            result[variant]['peak_mb'] = peak
+                figures = _memory_in_child(case_name, variant, case, threads)
+            result[variant].update(figures)
         first = result[variants[0]]
         for figures in result.values():
             figures['time_ratio'] = bench.ratio(figures['seconds'],
@@ -208,6 +227,9 @@ def compare_autograd_functions(cases=tuple(VARIANTS),
             if memory:
                 figures['memory_ratio'] = bench.ratio(figures['peak_mb'],
                                                       first['peak_mb'])
+            if 'held_mb' in figures:
+                figures['held_ratio'] = bench.ratio(figures['held_mb'],
+                                                    first['held_mb'])
         results[case_name] = result
     return results
 
@@ -216,13 +238,19 @@ def autograd_markdown(results: Dict[str, Dict[str, dict]]) -> str:
     """The comparison as a markdown table, ratios to the hand-written
     variant (first row of each case)."""
     lines = ['| case | variant | time (s) | time ratio | peak memory (MiB) '
-             '| memory ratio |', '|---|---|---|---|---|---|']
+             '| memory ratio | held after forward (MiB) | held ratio |',
+             '|---|---|---|---|---|---|---|---|']
+
+    def cell(figures, key, digits):
+        value = figures.get(key)
+        return '-' if value is None else f'{value:.{digits}f}'
+
     for case_name, result in results.items():
         for variant, figures in result.items():
-            peak = figures.get('peak_mb')
-            lines.append(
-                f"| {case_name} | {variant} | {figures['seconds']:.4f} | "
-                f"{figures['time_ratio']:.3f} | "
-                f"{'-' if peak is None else f'{peak:.1f}'} | "
-                f"{figures.get('memory_ratio', float('nan')):.3f} |")
+            lines.append(' | '.join(
+                [f'| {case_name}', variant] +
+                [cell(figures, key, digits) for key, digits in (
+                    ('seconds', 4), ('time_ratio', 3), ('peak_mb', 1),
+                    ('memory_ratio', 3), ('held_mb', 1),
+                    ('held_ratio', 3))]) + ' |')
     return '\n'.join(lines) + '\n'
