@@ -3,7 +3,7 @@ variants compute the same gradients, so that it compares like with like."""
 import pytest
 import torch
 
-from msnet_plugin.benchmark_autograd import (VARIANTS, autograd_markdown,
+from msnet_plugin.benchmark.autograd import (VARIANTS, autograd_markdown,
                                              compare_autograd_functions,
                                              variant_step)
 

@@ -6,7 +6,8 @@ import torch
 
 from msnet_plugin.models import (MotionSqueeze, MSResNetTSM,
                                  kernel_soft_argmax, local_correlation)
-from msnet_plugin.models.soft_argmax import soft_argmax_last_axis
+from msnet_plugin.models.soft_argmax import (plain_soft_argmax,
+                                             soft_argmax_last_axis)
 
 
 def reference_correlation(f1, f2, d):
@@ -87,13 +88,17 @@ def test_kernel_soft_argmax_matches_reference():
 
 
 @pytest.mark.parametrize('sigma', [1.5, None])
-def test_soft_argmax_last_axis_matches_reference(sigma):
+def test_soft_argmax_last_axis_matches_the_eager_soft_argmax(sigma):
     """What exporters get: the window last, float32, logits down to 100
-    below the peak (floored at 60 below it), same numbers as the spec's
-    steps in float64 (for sigma None: a Gaussian too wide to matter)."""
+    below the peak (floored at 60 below it), same numbers as the eager
+    kernel (or plain) soft-argmax in float64, which the tests above hold to
+    the spec's per-pixel steps."""
     torch.manual_seed(0)
     corr = torch.rand(2, 25, 3, 4, dtype=torch.float64)
-    ref_disp, ref_conf = reference_soft_argmax(corr, 5, sigma or 1e9, 100.0)
+    if sigma is None:
+        ref_disp, ref_conf = plain_soft_argmax(corr, 5, 100.0)
+    else:
+        ref_disp, ref_conf = kernel_soft_argmax(corr, 5, sigma, 100.0)
     disp, conf = soft_argmax_last_axis(corr.float().permute(0, 2, 3, 1), 5,
                                        100.0, sigma)
     torch.testing.assert_close(disp.double(), ref_disp, rtol=0, atol=1e-5)

@@ -24,7 +24,7 @@ Parts (each can be skipped):
   from git;
 - ``--autograd`` (alone): each hand-written autograd Function against its
   plain alternative, time and peak memory
-  (msnet_plugin/benchmark_autograd.py);
+  (msnet_plugin/benchmark/autograd.py);
 - ``--profile``: torch.profiler over training steps of the MS module alone
   (512 channels at 1/8 of ``--size``, the first of ``--frames``), the ops
   that take its time, by self CPU (or CUDA) time. Off by default.
@@ -129,7 +129,7 @@ def parse_args(argv=None):
     parser.add_argument('--autograd', action='store_true',
                         help='only compare the hand-written autograd '
                         'Functions with their plain alternatives '
-                        '(msnet_plugin/benchmark_autograd.py), --rounds '
+                        '(msnet_plugin/benchmark/autograd.py), --rounds '
                         'rounds; writes OUT_DIR/autograd.md')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--memory-child', help=argparse.SUPPRESS)
@@ -630,7 +630,7 @@ def main(argv=None):
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no CUDA device is available')
     if args.autograd:
-        from msnet_plugin.benchmark_autograd import (
+        from msnet_plugin.benchmark.autograd import (
             autograd_markdown, compare_autograd_functions)
         result = compare_autograd_functions(
             rounds=args.rounds, device=device, memory=not args.no_memory,

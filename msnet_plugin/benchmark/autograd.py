@@ -4,27 +4,28 @@ Each of MotionSqueeze's hand-written autograd pieces is measured against the
 plain alternative that would replace it, forward and backward, in time and
 peak memory (CPU, or the device given):
 
-- ``correlation``: :class:`~.models.fast_correlation.FastLocalCorrelation`
-  (chunks of clips, saves only its inputs) against
-  :func:`~.models.fast_correlation.strip_correlation` under plain autograd,
-  on (B, C, S, S) maps, d = 7;
-- ``soft_argmax``: :class:`~.models.soft_argmax.GaussianSoftArgmax` on the
-  (B, P*P, S, S) correlation against the plain ops
-  (:func:`~.models.soft_argmax.soft_argmax_last_axis`) on the same numbers
-  with the window last, as ``strip_correlation`` gives them;
+- ``correlation``: ``FastLocalCorrelation`` (chunks of clips, saves only
+  its inputs) against ``strip_correlation`` under plain autograd (both in
+  msnet_plugin/models/fast_correlation.py), on (B, C, S, S) maps, d = 7;
+- ``soft_argmax``: ``GaussianSoftArgmax`` on the (B, P*P, S, S)
+  correlation against the plain ops ``soft_argmax_last_axis`` (both in
+  msnet_plugin/models/soft_argmax.py) on the same numbers with the window
+  last, as ``strip_correlation`` gives them;
 - ``tail``: MotionSqueeze(C) alone, a training step (forward, mean as the
-  loss, backward) with its recomputed tail (:mod:`.models.recomputed_tail`,
-  the default), with plain autograd (no recomputation) and with
-  ``with_cp=True`` (the whole module recomputed).
+  loss, backward) with its recomputed tail
+  (msnet_plugin/models/recomputed_tail.py, the default), with plain
+  autograd (no recomputation) and with ``with_cp=True`` (the whole module
+  recomputed).
 
 Times are medians of rounds that run the variants of a case in turn in one
-process (:func:`.benchmarking.alternating_medians`); memory is the growth
-of peak RSS over one step in a fresh child process per variant on the CPU
-(:func:`.benchmarking.peak_rss_growth_mb`), ``max_memory_allocated`` on
-CUDA, and on the CPU also the memory held from the end of the forward to
-the backward (what the rest of a network carries to its own peak; a
-module's own peak alone can hide that saving). :func:`compare_autograd_functions` returns, per case, each variant's
-figures and its ratios to the hand-written one.
+process (``benchmarking.alternating_medians``); memory is the growth of
+peak RSS over one step in a fresh child process per variant on the CPU
+(``benchmarking.peak_rss_growth_mb``), ``max_memory_allocated`` on CUDA,
+and on the CPU also the memory held from the end of the forward to the
+backward (what the rest of a network carries to its own peak; a module's
+own peak alone can hide that saving). :func:`compare_autograd_functions`
+returns, per case, each variant's figures and its ratios to the
+hand-written one.
 """
 import json
 import os
@@ -34,7 +35,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from . import benchmarking as bench
+from .. import benchmarking as bench
 
 #: The R50 case: 8 clips of 8 frames, 7 pairs each, layer2 at 224 px.
 DEFAULT_CASE = dict(batch=56, channels=64, size=28, frames=8,
@@ -57,11 +58,11 @@ def variant_step(case_name: str, variant: str, case: dict,
     inputs (every step starts without them). With ``forward_only``, the
     callable runs the forward alone and returns its output (whatever
     autograd keeps for backward stays alive with it)."""
-    from .models import MotionSqueeze
-    from .models.fast_correlation import (FastLocalCorrelation,
+    from ..models import MotionSqueeze
+    from ..models.fast_correlation import (FastLocalCorrelation,
                                           default_chunk_elements,
                                           strip_correlation)
-    from .models.soft_argmax import (GaussianSoftArgmax,
+    from ..models.soft_argmax import (GaussianSoftArgmax,
                                      soft_argmax_last_axis)
     if variant not in VARIANTS.get(case_name, ()):
         raise ValueError(f'unknown variant {variant!r} of {case_name!r}; '
@@ -146,7 +147,7 @@ def _memory_in_child(case_name: str, variant: str, case: dict,
     spec = json.dumps(dict(case_name=case_name, variant=variant, case=case,
                            threads=threads))
     code = ('import json, sys\n'
-            'from msnet_plugin.benchmark_autograd import memory_child\n'
+            'from msnet_plugin.benchmark.autograd import memory_child\n'
             'print(json.dumps(memory_child(json.loads(sys.argv[1]))))')
     result = subprocess.run(
         [sys.executable, '-c', code, spec], capture_output=True, text=True,
@@ -158,7 +159,7 @@ def _memory_in_child(case_name: str, variant: str, case: dict,
 
 
 def memory_child(spec: dict) -> dict:
-    """Run in a child started with :data:`.benchmarking.MEMORY_ENV`: the
+    """Run in a child started with ``benchmarking.MEMORY_ENV``: the
     peak RSS growth of one warm step (``peak_mb``) and the RSS growth from
     before a forward to after it, its output alive (``held_mb``: what a
     network that goes on computing carries to its own peak)."""
