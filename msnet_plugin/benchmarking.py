@@ -35,6 +35,12 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f'/proc/self/status has no {field}')
 
 
+def rss_mb() -> float:
+    """The process's resident memory now, in MiB (Linux; meaningful in a
+    process started with :data:`MEMORY_ENV`)."""
+    return _status_kib('VmRSS') / 1024
+
+
 def peak_rss_growth_mb(step: Callable[[], object]) -> float:
     """Peak resident memory added while ``step()`` runs, in MiB (CPU).
 

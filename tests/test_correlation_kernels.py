@@ -102,8 +102,11 @@ def test_gathers_read_what_the_strided_views_read():
     window_rows, band = strip_indices(layout)
     product = torch.randn(layout.strips, layout.rows * 10, layout.window)
     sizes, strides = fast_correlation._band_geometry(layout)
-    torch.testing.assert_close(product.view(-1)[band],
-                               product.as_strided(sizes, strides).reshape(-1))
+    # The gather reads position after position: (H, W, P*P) order.
+    torch.testing.assert_close(
+        product.view(-1)[band],
+        product.as_strided(sizes, strides).permute(0, 3, 4, 5, 1,
+                                                   2).reshape(-1))
     assert window_rows.tolist() == [
         strip * layout.rows + row for strip in range(layout.strips)
         for row in range(layout.window_rows)

@@ -178,6 +178,12 @@ def check_onnx_motion_squeeze(motion_squeeze_128, path, exporter):
     # Two matrix products whatever the batch: the correlation's and the
     # soft-argmax's expectation (not one per displacement).
     assert [node.op_type for node in graph.node].count('MatMul') == 2
+    # The softmax over the last axis (onnxruntime's native one), not over
+    # the channels of an NCHW tensor.
+    softmax, = (node for node in graph.node if node.op_type == 'Softmax')
+    axis = onnx.helper.get_attribute_value(softmax.attribute[0])
+    rank = 4  # (B, H, W, P*P)
+    assert axis in (-1, rank - 1), axis
     torch.testing.assert_close(onnxruntime_scores(str(path), other_input),
                                expected, rtol=1e-5, atol=1e-5)
 

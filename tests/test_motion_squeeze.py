@@ -4,6 +4,8 @@ import torch
 
 from msnet_plugin.models import (MotionSqueeze, MSResNetTSM,
                                  kernel_soft_argmax, local_correlation)
+from msnet_plugin.models.soft_argmax import (plain_soft_argmax,
+                                             soft_argmax_last_axis)
 
 from slow_references import loop_local_correlation, per_pixel_soft_argmax
 
@@ -36,6 +38,24 @@ def test_kernel_soft_argmax_matches_reference():
     ref_disp, ref_conf = per_pixel_soft_argmax(corr, 5, 100.0, sigma=1.5)
     torch.testing.assert_close(disp, ref_disp)
     torch.testing.assert_close(conf, ref_conf)
+
+
+@pytest.mark.parametrize('sigma', [1.5, None])
+def test_soft_argmax_last_axis_matches_the_eager_soft_argmax(sigma):
+    """What exporters get: the window last, float32, logits down to 100
+    below the peak (floored at 60 below it), same numbers as the eager
+    kernel (or plain) soft-argmax in float64, which the tests above hold to
+    the spec's per-pixel steps."""
+    torch.manual_seed(0)
+    corr = torch.rand(2, 25, 3, 4, dtype=torch.float64)
+    if sigma is None:
+        ref_disp, ref_conf = plain_soft_argmax(corr, 5, 100.0)
+    else:
+        ref_disp, ref_conf = kernel_soft_argmax(corr, 5, sigma, 100.0)
+    disp, conf = soft_argmax_last_axis(corr.float().permute(0, 2, 3, 1), 5,
+                                       100.0, sigma)
+    torch.testing.assert_close(disp.double(), ref_disp, rtol=0, atol=1e-5)
+    torch.testing.assert_close(conf.double(), ref_conf, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize('dx,dy', [(3, 0), (0, -2), (-5, 4), (7, -7), (0, 0),

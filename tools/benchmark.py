@@ -5,7 +5,9 @@ Usage: python tools/benchmark.py [--batch-sizes 1 8] [--frames 8 16]
        [--device cpu] [--threads N] [--no-memory] [--no-correlation]
        [--no-onnx] [--no-compile] [--profile]
        [--correlation-case PAIRS CHANNELS SIZE MAX_DISP] [--out-dir DIR]
-Writes DIR/benchmark.md and DIR/benchmark.json (default work_dirs/benchmark).
+       python tools/benchmark.py --autograd [--rounds 7] [--threads N]
+Writes DIR/benchmark.md and DIR/benchmark.json (default work_dirs/benchmark);
+with --autograd, DIR/autograd.md and DIR/autograd.json.
 
 The parts, each a function of msnet_plugin/benchmark/parts.py (which says
 how it measures):
@@ -19,6 +21,10 @@ how it measures):
   (``--no-compile``);
 - the correlation kernels alone (``--no-correlation``);
 - where the MS module alone spends a training step (``--profile``).
+
+``--autograd`` instead measures each hand-written autograd Function against
+its plain alternative, time and peak memory
+(msnet_plugin/benchmark/autograd.py).
 """
 import argparse
 import os
@@ -32,6 +38,8 @@ import torch
 
 from msnet_plugin import benchmarking as bench
 from msnet_plugin.benchmark import parts
+from msnet_plugin.benchmark.autograd import (autograd_markdown,
+                                             compare_autograd_functions)
 from msnet_plugin.benchmark.report import markdown, ratios
 from msnet_plugin.models.correlation import resolve_correlation_impl
 
@@ -80,6 +88,10 @@ def parse_args(argv=None):
                         'training step (torch.profiler)')
     parser.add_argument('--profile-ops', type=int, default=12,
                         help='ops listed by --profile')
+    parser.add_argument('--autograd', action='store_true',
+                        help='only compare the hand-written autograd '
+                        'Functions with their plain alternatives, --rounds '
+                        'rounds; writes OUT_DIR/autograd.md')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.set_defaults(
         msnet_config=osp.join(REPO, 'configs', 'msnet_tsm_r50_sthv1.py'),
@@ -116,6 +128,13 @@ def main(argv=None):
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no CUDA device is available')
     torch.manual_seed(0)
+    if args.autograd:
+        result = compare_autograd_functions(
+            rounds=args.rounds, device=device, memory=not args.no_memory,
+            threads=args.threads)
+        bench.write_report(args.out_dir, 'autograd', result,
+                           autograd_markdown(result))
+        return result
     started = time.time()
     report = dict(
         command='python tools/benchmark.py ' + ' '.join(

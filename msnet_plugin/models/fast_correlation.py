@@ -13,8 +13,12 @@ batched matrix product per call and two fixed gathers:
   (G + 2d)(W + 2d) products per strip: the window's (2d+1)^2 entries of every
   position and about (G + 2d)(W + 2d) / (2d+1)^2 times as many outside it
   (3.4 times at 28x28 with d = 7 and G = 4), traded for GEMM speed;
-- a second fixed gather reads the window entries out of the product, in the
-  output's (B, (2d+1)^2, H, W) order.
+- a second fixed gather reads the window entries out of the product,
+  position after position: a (B, H, W, (2d+1)^2) tensor, returned as its
+  (B, (2d+1)^2, H, W) view, so that the soft-argmax's softmax, max and
+  expectation run over the last axis, where runtimes such as onnxruntime
+  run them natively (a softmax over the channels of an NCHW tensor is a
+  transpose, a softmax and a transpose back there).
 
 :func:`strip_correlation` is that, a handful of ops (permute, pad, gather,
 bmm, gather) that autograd, ``torch.compile``, ``torch.export``, both ONNX
@@ -140,12 +144,16 @@ def strip_indices(layout: StripLayout,
     Returns:
         tuple[Tensor, Tensor]: ``window_rows`` (S * (G + 2d),): the padded
         f2 rows of each strip's window, strip after strip; ``band``
-        (P * P * H * W,): for every output value of one clip, in the
-        output's order, its place in that clip's flattened (S, G*W, N)
+        (H * W * P * P,): for every correlation value of one clip, in
+        (H, W, P*P) order, its place in that clip's flattened (S, G*W, N)
         product (see :func:`_band_geometry`).
     """
+    sizes, strides = _band_geometry(layout)
+    # (1, P, P, S, G, W) -> (1, S, G, W, P, P): position after position.
+    order = (0, 3, 4, 5, 1, 2)
     return (_strided_index(*_window_row_geometry(layout), device=device),
-            _strided_index(*_band_geometry(layout), device=device))
+            _strided_index([sizes[i] for i in order],
+                           [strides[i] for i in order], device=device))
 
 
 def _padded_channels_last(f2: torch.Tensor, max_disp: int) -> torch.Tensor:
@@ -162,7 +170,9 @@ def strip_correlation(f1: torch.Tensor, f2: torch.Tensor,
         max_displacement (int): d.
 
     Returns:
-        Tensor: (B, (2d+1)^2, H, W), as ``local_correlation_reference``.
+        Tensor: (B, (2d+1)^2, H, W), as ``local_correlation_reference``: the
+        (0, 3, 1, 2) permutation of a contiguous (B, H, W, (2d+1)^2) tensor
+        (``.permute(0, 2, 3, 1)`` gives it back without a copy).
     """
     channels, height, width = static_sizes(f1)
     layout = StripLayout.of(height, width, max_displacement)
@@ -175,7 +185,7 @@ def strip_correlation(f1: torch.Tensor, f2: torch.Tensor,
     clip_products = product.reshape(
         -1, layout.strips * layout.rows * layout.width * layout.window)
     return clip_products.index_select(1, band).view(
-        -1, layout.side**2, layout.height, layout.width)
+        -1, layout.height, layout.width, layout.side**2).permute(0, 3, 1, 2)
 
 
 def clips_per_chunk(layout: StripLayout, channels: int,

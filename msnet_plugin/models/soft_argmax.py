@@ -14,8 +14,9 @@ the correlation. :class:`GaussianSoftArgmax` keeps none: its forward works
 on a few clips at a time, in place, and saves only the correlation (which
 the ReLU before it keeps anyway), the argmax indices and the (B, 2, H, W)
 result; its backward recomputes the softmax a few clips at a time.
-Exporters and compilers get the plain ops instead
-(:func:`gaussian_soft_argmax_plain`).
+Exporters and compilers get plain ops instead, over the window's last axis
+(:func:`soft_argmax_last_axis`), as runtimes such as onnxruntime run a
+softmax natively.
 
 Gradient: with logits ``l_k = T * w_k * c_k`` (w the fixed Gaussian, T the
 temperature), ``p = softmax(l)`` and ``u = sum_k p_k * ox_k`` (ox_k the
@@ -30,6 +31,14 @@ from torch.autograd.function import once_differentiable
 
 from .fast_correlation import default_chunk_elements
 from .tracing import is_exporting_or_compiling, static_sizes
+
+
+#: Logits reach -temperature below the peak: exp of less than about -87 is
+#: a float32 denormal, which x86 CPUs compute (and multiply, sum) 10-100x
+#: slower. Logits more than 60 below the peak are raised to 60 below it:
+#: their probability (< 1e-26 of the peak's) changes nothing at float32
+#: precision, and no denormal is made.
+LOGIT_FLOOR = -60.0
 
 
 def _chunks(batch: int, per_clip: int, chunk_elements: int):
@@ -55,27 +64,47 @@ def _offsets(patch_size: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def _gaussian(best_index: torch.Tensor, patch_size: int, sigma: float,
-              dtype: torch.dtype) -> torch.Tensor:
+              dtype: torch.dtype, axis: int = 1,
+              scale: float = 1.0) -> torch.Tensor:
     """The fixed Gaussian (std ``sigma`` grid units) around the argmax.
 
     Args:
-        best_index (Tensor): (b, 1, H, W) argmax over the P*P displacements.
+        best_index (Tensor): 4-D, the argmax over the P*P displacements,
+            size 1 along ``axis``: (b, 1, H, W) for ``axis=1``, (b, H, W, 1)
+            for ``axis=3``.
+        scale (float): multiplies the result (folded into one axis's
+            factor, before the outer product).
 
     Returns:
-        Tensor: (b, P, P, H, W), ``[ky, kx]`` the weight of window entry
-        (ky, kx), 1 at the argmax.
+        Tensor: the window's two axes (P, P) in place of ``axis``: (b, P, P,
+        H, W) or (b, H, W, P, P); ``[ky, kx]`` the weight of window entry
+        (ky, kx), ``scale`` at the argmax.
     """
-    grid = _grid(patch_size, best_index, dtype)
+    shape = [1] * 4
+    shape[axis] = patch_size
+    grid = _grid(patch_size, best_index, dtype).view(shape)
     # Truncation is floor division for the non-negative indices, and one op
     # in an exported graph.
     best_y = torch.div(best_index, patch_size, rounding_mode='trunc')
     best_x = best_index - best_y * patch_size
     gauss_y = torch.exp(-(grid - best_y).pow(2) / (2 * sigma**2))
     gauss_x = torch.exp(-(grid - best_x).pow(2) / (2 * sigma**2))
-    return gauss_y.unsqueeze(2) * gauss_x.unsqueeze(1)
+    if scale != 1.0:
+        gauss_y = gauss_y * scale
+    return gauss_y.unsqueeze(axis + 1) * gauss_x.unsqueeze(axis)
 
 
-def _expectation(prob: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+def _offset_weights(patch_size: int, like: torch.Tensor) -> torch.Tensor:
+    """(2, P*P): the horizontal (row 0) and vertical (row 1) offset of each
+    window entry ``ky * P + kx``, divided by d, like's dtype."""
+    offsets = _offsets(patch_size, like)
+    return torch.stack([
+        offsets.view(1, patch_size).expand(patch_size, patch_size),
+        offsets.view(patch_size, 1).expand(patch_size, patch_size)
+    ]).reshape(2, patch_size * patch_size)
+
+
+def _expectation(prob: torch.Tensor) -> torch.Tensor:
     """(b, P, P, H, W) probabilities over the window -> (b, 2, H, W)
     expected offsets, channel 0 = dx, channel 1 = dy.
 
@@ -85,12 +114,56 @@ def _expectation(prob: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     to TF32 by default, matrix products do not.)
     """
     patch_size, _, height, width = static_sizes(prob)
-    weight = torch.stack([
-        offsets.view(1, patch_size).expand(patch_size, patch_size),
-        offsets.view(patch_size, 1).expand(patch_size, patch_size)
-    ]).reshape(2, patch_size * patch_size)
     flat = prob.reshape(-1, patch_size * patch_size, height * width)
-    return torch.matmul(weight, flat).view(-1, 2, height, width)
+    return torch.matmul(_offset_weights(patch_size, prob),
+                        flat).view(-1, 2, height, width)
+
+
+def soft_argmax_last_axis(correlation: torch.Tensor, patch_size: int,
+                          temperature: float,
+                          sigma: Optional[float] = None,
+                          best_index: Optional[torch.Tensor] = None):
+    """The soft-argmax in plain ops over the window's LAST axis.
+
+    What exporters and compilers get: the max, the softmax and the
+    expectation run over the innermost axis, as runtimes (onnxruntime) run
+    them natively; a softmax over the channels of an NCHW tensor costs them
+    a transpose before and after.
+
+    Args:
+        correlation (Tensor): (B, H, W, P*P), window entry
+            ``(dy + d) * P + (dx + d)`` last (e.g. ``.permute(0, 2, 3, 1)``
+            of :func:`.fast_correlation.strip_correlation`'s result, no
+            copy).
+        patch_size (int): P.
+        temperature (float): logits are ``correlation * temperature``.
+        sigma (float, optional): std of the kernel's Gaussian around the
+            argmax; None: no kernel (the plain soft-argmax).
+        best_index (Tensor, optional): (B, H, W, 1) argmax over the window;
+            None: computed here.
+
+    Returns:
+        tuple[Tensor, Tensor]: displacement (B, 2, H, W), channel 0 = dx,
+        channel 1 = dy, divided by d; confidence (B, 1, H, W), the maximum
+        over the window.
+    """
+    height, width, channels = static_sizes(correlation)
+    confidence, argmax = correlation.max(dim=-1, keepdim=True)
+    best_index = argmax if best_index is None else best_index
+    if sigma is None:
+        logits = correlation * temperature
+    else:
+        gaussian = _gaussian(best_index, patch_size, sigma,
+                             correlation.dtype, axis=3, scale=temperature)
+        logits = correlation * gaussian.view(-1, height, width, channels)
+    # The logit at the argmax is temperature * confidence (the Gaussian is 1
+    # there), so the floor lies at least 60 below the largest logit.
+    logits = torch.maximum(logits, confidence * temperature + LOGIT_FLOOR)
+    prob = F.softmax(logits, dim=-1).view(-1, height * width, channels)
+    # (B, H*W, P*P) @ (P*P, 2): the transpose is of the small result.
+    displacement = torch.matmul(prob, _offset_weights(patch_size, prob).t())
+    return (displacement.transpose(1, 2).reshape(-1, 2, height, width),
+            confidence.view(-1, 1, height, width))
 
 
 def _probabilities(correlation: torch.Tensor, best_index: torch.Tensor,
@@ -109,18 +182,14 @@ def _probabilities(correlation: torch.Tensor, best_index: torch.Tensor,
     """
     batch, _, height, width = correlation.shape
     dtype = torch.promote_types(correlation.dtype, torch.float32)
-    scaled_gaussian = _gaussian(best_index, patch_size, sigma, dtype)
-    scaled_gaussian *= temperature
+    scaled_gaussian = _gaussian(best_index, patch_size, sigma, dtype,
+                                scale=temperature)
     probabilities = correlation.reshape(batch, patch_size, patch_size, height,
                                         width) * scaled_gaussian
     flat = probabilities.view(batch, -1, height, width)
     flat -= flat.amax(dim=1, keepdim=True)
     if flat.dtype == torch.float32:
-        # Logits reach -temperature below the peak: exp of less than about
-        # -87 is a float32 denormal, which x86 CPUs compute 10-100x slower.
-        # Below -60 the probability (< 1e-26 of the peak's) is kept at
-        # exp(-60): no change at float32 precision, no denormals.
-        flat.clamp_(min=-60.0)
+        flat.clamp_(min=LOGIT_FLOOR)
     flat.exp_()
     flat /= flat.sum(dim=1, keepdim=True)
     return probabilities, scaled_gaussian
@@ -148,8 +217,7 @@ class GaussianSoftArgmax(torch.autograd.Function):
                                 chunk_elements):
                 prob, _ = _probabilities(correlation[part], best_index[part],
                                          patch_size, sigma, temperature)
-                displacement[part] = _expectation(
-                    prob, _offsets(patch_size, prob))
+                displacement[part] = _expectation(prob)
         ctx.save_for_backward(correlation, best_index, displacement)
         ctx.settings = (patch_size, sigma, temperature, chunk_elements)
         ctx.mark_non_differentiable(best_index)
@@ -184,20 +252,16 @@ def gaussian_soft_argmax_plain(correlation: torch.Tensor,
                                best_index: torch.Tensor, patch_size: int,
                                sigma: float,
                                temperature: float) -> torch.Tensor:
-    """:class:`GaussianSoftArgmax`'s displacement in plain, traceable ops.
+    """:class:`GaussianSoftArgmax`'s displacement in plain, traceable ops
+    (:func:`soft_argmax_last_axis` on the channels-last view).
 
     Same arguments (without the budget) and result; autograd keeps its
     full-size temporaries, so it serves exporters and compilers, not eager
     training.
     """
-    channels, height, width = static_sizes(correlation)
-    gaussian = _gaussian(best_index, patch_size, sigma, correlation.dtype)
-    logits = correlation.view(-1, patch_size, patch_size, height, width)
-    logits = (logits * gaussian * temperature).view(-1, channels, height,
-                                                    width)
-    prob = F.softmax(logits, dim=1).view(-1, patch_size, patch_size, height,
-                                         width)
-    return _expectation(prob, _offsets(patch_size, prob))
+    return soft_argmax_last_axis(correlation.permute(0, 2, 3, 1),
+                                 patch_size, temperature, sigma,
+                                 best_index.permute(0, 2, 3, 1))[0]
 
 
 def kernel_soft_argmax(correlation: torch.Tensor,
@@ -228,18 +292,17 @@ def kernel_soft_argmax(correlation: torch.Tensor,
         (B, 1, H, W), the maximum of the correlation over displacements.
     """
     _check_channels('kernel_soft_argmax', correlation, patch_size)
-    confidence, best_index = correlation.max(dim=1, keepdim=True)
     if is_exporting_or_compiling():
-        # Exporters and compilers get plain ops, not the autograd Function.
-        displacement = gaussian_soft_argmax_plain(correlation, best_index,
-                                                  patch_size, sigma,
-                                                  temperature)
-    else:
-        if chunk_elements is None:
-            chunk_elements = default_chunk_elements(correlation.device)
-        displacement = GaussianSoftArgmax.apply(correlation, best_index,
-                                                patch_size, sigma,
-                                                temperature, chunk_elements)
+        # Exporters and compilers get plain ops over the last axis, not the
+        # autograd Function.
+        return soft_argmax_last_axis(correlation.permute(0, 2, 3, 1),
+                                     patch_size, temperature, sigma)
+    confidence, best_index = correlation.max(dim=1, keepdim=True)
+    if chunk_elements is None:
+        chunk_elements = default_chunk_elements(correlation.device)
+    displacement = GaussianSoftArgmax.apply(correlation, best_index,
+                                            patch_size, sigma, temperature,
+                                            chunk_elements)
     return displacement, confidence
 
 
@@ -261,11 +324,14 @@ def plain_soft_argmax(correlation: torch.Tensor, patch_size: int,
         of the correlation over displacements.
     """
     _check_channels('plain_soft_argmax', correlation, patch_size)
+    if is_exporting_or_compiling():
+        return soft_argmax_last_axis(correlation.permute(0, 2, 3, 1),
+                                     patch_size, temperature)
     _, height, width = static_sizes(correlation)
     confidence = correlation.max(dim=1, keepdim=True)[0]
     prob = F.softmax(correlation * temperature, dim=1).view(
         -1, patch_size, patch_size, height, width)
-    return _expectation(prob, _offsets(patch_size, prob)), confidence
+    return _expectation(prob), confidence
 
 
 def _check_channels(name: str, correlation: torch.Tensor,
