@@ -7,7 +7,7 @@ mmengine's ``init_dist`` does. :func:`check_launcher_environment` names a
 variable that is missing (e.g. ``python tools/train.py CONFIG --launcher
 pytorch`` started by hand), where ``init_dist`` would end in a ``KeyError``
 traceback; :func:`launcher_rank` gives the process's global rank before
-``init_dist`` runs.
+``init_dist`` runs; :func:`end_distributed_run` closes the run.
 """
 import os
 
@@ -54,3 +54,19 @@ def launcher_rank(launcher: str) -> int:
     if variables and os.environ.get(variables[0], '').isdigit():
         return int(os.environ[variables[0]])
     return 0
+
+
+def end_distributed_run() -> None:
+    """Wait for every process of a distributed run, then close its process
+    group (nothing without one).
+
+    mmengine leaves the group open when training ends, so a rank that is
+    done exits while rank 0 still writes the last checkpoint; gloo's threads
+    in the exiting process can then abort it (``terminate called without an
+    active exception``, seen with ``--launcher pytorch`` on CPU), and the
+    launcher reports the whole run as failed.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -33,7 +33,8 @@ from msnet_plugin.cli import (EXIT_INTERRUPTED, ToolStopped,
                               tool_main)
 from msnet_plugin.compat import prepare_launcher
 from msnet_plugin.errors import ConfigError
-from msnet_plugin.launch import check_launcher_environment, launcher_rank
+from msnet_plugin.launch import (check_launcher_environment,
+                                 end_distributed_run, launcher_rank)
 from msnet_plugin.pipeline_checks import check_frames_per_clip
 from msnet_plugin.work_dir_lock import lock_work_dir
 
@@ -205,6 +206,7 @@ def train(cfg, args):
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     try:
         runner.train()
+        end_distributed_run()
     except KeyboardInterrupt:
         raise ToolStopped('training interrupted (Ctrl-C) ' +
                           resume_advice(cfg, args, runner),
