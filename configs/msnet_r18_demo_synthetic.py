@@ -51,20 +51,10 @@ val_pipeline = [
     dict(type='PackActionInputs')
 ]
 # What MMAction2's inference APIs (init_recognizer, inference_recognizer,
-# MMAction2Inferencer, demo/) read: the validation pipeline, plus a resize of
-# the short side to frame_size and a centre crop, so that a real video of any
-# size reaches the model at the size it was trained on (a no-op on the
-# synthetic frames).
-test_pipeline = [
-    dict(type='DecordInit'),
-    dict(type='SampleFrames', clip_len=1, frame_interval=1,
-         num_clips=num_segments, test_mode=True),
-    dict(type='DecordDecode'),
-    dict(type='Resize', scale=(-1, frame_size)),
-    dict(type='CenterCrop', crop_size=frame_size),
-    dict(type='FormatShape', input_format='NCHW'),
-    dict(type='PackActionInputs')
-]
+# MMAction2Inferencer, demo/) read: the validation pipeline. Real videos keep
+# their size (the network is fully convolutional), as the motion maps and
+# their comparison with optical flow (docs/visualization.md) need.
+test_pipeline = val_pipeline
 synthetic = dict(type=dataset_type, num_frames=num_segments, size=frame_size,
                  speed=8, num_classes=num_classes)
 

@@ -43,6 +43,8 @@ EXPECTED_FRAMES = {
     'msnet_tsm_r50_sthv2_16f': ('videos', 16, 2 * 3 * 16),
     'msnet_tsm_r50_k400': ('videos', 8, 1 * 10 * 8),
     'msnet_tsm_r50_k400_16f': ('videos', 16, 1 * 10 * 16),
+    'msnet_tsm_r50_k400_from_tsm': ('videos', 8, 1 * 10 * 8),
+    'msnet_tsm_r50_sthv2_from_tsm': ('videos', 8, 2 * 3 * 8),
     'msnet_tsm_r50_hmdb51_ft': ('videos', 16, 1 * 10 * 16),
     'msnet_neck_tsn_r50_sthv2': ('videos', 8, 10 * 8),
     'msnet_tsm_r50_trnhead_sthv2': ('videos', 8, 2 * 3 * 8),
