@@ -1,10 +1,10 @@
 """How the plugin's tools end on an error the user caused.
 
 Every tool that reads what the user names (a config, a checkpoint, videos,
-a data folder) wraps its ``main(argv)`` in :func:`tool_main`; the
-measurement scripts that take none of these (``benchmark.py``,
-``motion_benchmark.py``, ``compare_zoo.py``, ``check_kernels.py``) are not
-wrapped. For the wrapped tools:
+a data folder, a device) wraps its ``main(argv)`` in :func:`tool_main`;
+``motion_benchmark.py`` and ``compare_zoo.py``, which take none of these,
+are not wrapped (their argument errors are argparse's, exit status 2 too).
+For the wrapped tools:
 
 - An error the user caused (:data:`USER_ERRORS`: a named input that does not
   exist, a bad annotation list, sample, config value or checkpoint file,

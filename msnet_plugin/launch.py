@@ -7,9 +7,12 @@ mmengine's ``init_dist`` does. :func:`check_launcher_environment` names a
 variable that is missing (e.g. ``python tools/train.py CONFIG --launcher
 pytorch`` started by hand), where ``init_dist`` would end in a ``KeyError``
 traceback; :func:`launcher_rank` gives the process's global rank before
-``init_dist`` runs; :func:`end_distributed_run` closes the run.
+``init_dist`` runs; :func:`end_distributed_run` closes the run;
+:func:`check_device` names a ``--device`` this machine does not have.
 """
 import os
+
+import torch
 
 from .errors import ConfigError
 
@@ -70,3 +73,25 @@ def end_distributed_run() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def check_device(device: str) -> None:
+    """Raise :class:`ConfigError` if ``device`` (``--device``) is not a
+    device name or names a CUDA device this machine does not have (torch
+    would raise ``AssertionError: Torch not compiled with CUDA enabled``
+    after building the model)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f'--device {device} is not a device name; use cpu '
+                          'or cuda:N') from None
+    if parsed.type != 'cuda':
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ConfigError(f'--device {device}: this machine has no CUDA '
+                          f'device (torch {torch.__version__}); use --device '
+                          'cpu')
+    if parsed.index is not None and parsed.index >= count:
+        raise ConfigError(f'--device {device}: this machine has {count} CUDA '
+                          f'device(s), cuda:0 to cuda:{count - 1}')

@@ -266,6 +266,6 @@ def test_gpu_check_script_reports_every_step_without_a_gpu(tmp_path):
     assert '## CUDA tests' in report and 'exit status 0' in report
     assert 'skipped' in report
     assert ('## Kernels against the reference (`python tools/'
-            'check_kernels.py --device cuda`, exit status 1)') in report
-    assert 'no CUDA device is available' in report
+            'check_kernels.py --device cuda`, exit status 2)') in report
+    assert 'error: --device cuda: this machine has no CUDA device' in report
     assert '## Benchmark' in report

@@ -41,6 +41,8 @@ from msnet_plugin.benchmark import parts
 from msnet_plugin.benchmark.autograd import (autograd_markdown,
                                              compare_autograd_functions)
 from msnet_plugin.benchmark.report import markdown, ratios
+from msnet_plugin.cli import add_debug_argument, tool_main
+from msnet_plugin.launch import check_device
 from msnet_plugin.models.correlation import resolve_correlation_impl
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -96,6 +98,7 @@ def parse_args(argv=None):
     parser.set_defaults(
         msnet_config=osp.join(REPO, 'configs', 'msnet_tsm_r50_sthv1.py'),
         demo_config=osp.join(REPO, 'configs', 'msnet_r18_demo_synthetic.py'))
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     for name in ('batch_sizes', 'frames'):
         if any(value < 1 for value in getattr(args, name)):
@@ -120,13 +123,13 @@ def environment(device: torch.device) -> dict:
         load_average=os.getloadavg())
 
 
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    check_device(args.device)
     device = torch.device(args.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('--device cuda: no CUDA device is available')
     torch.manual_seed(0)
     if args.autograd:
         result = compare_autograd_functions(

@@ -20,6 +20,8 @@ import msnet_plugin  # noqa: F401  (compat fixes, then registration)
 import torch
 import torch.nn.functional as F
 
+from msnet_plugin.cli import add_debug_argument, tool_main
+from msnet_plugin.launch import check_device
 from msnet_plugin.models import (kernel_soft_argmax, local_correlation,
                                  local_correlation_reference)
 from msnet_plugin.models.correlation import resolve_correlation_impl
@@ -43,6 +45,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--out', help='also write the report here')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -151,11 +154,11 @@ def _name(dtype: torch.dtype) -> str:
             f'{str(dtype).split(".")[1]} autocast')
 
 
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
+    check_device(args.device)
     device = torch.device(args.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('--device cuda: no CUDA device is available')
     lines, passed = check(device)
     report = '\n'.join(lines) + '\n'
     print(report)

@@ -81,13 +81,13 @@ def parse_args(argv=None):
     for name in ('seeds', 'threads', 'iters', 'val_interval', 'batch_size',
                  'train_videos', 'val_videos'):
         if getattr(args, name) < 1:
-            raise SystemExit(f'--{name.replace("_", "-")} must be >= 1, got '
-                             f'{getattr(args, name)}')
+            parser.error(f'--{name.replace("_", "-")} must be >= 1, got '
+                         f'{getattr(args, name)}')
     if args.first_seed < 0:
-        raise SystemExit(f'--first-seed must be >= 0, got {args.first_seed}')
+        parser.error(f'--first-seed must be >= 0, got {args.first_seed}')
     if args.iters % args.val_interval:
-        raise SystemExit(f'--iters ({args.iters}) must be a multiple of '
-                         f'--val-interval ({args.val_interval})')
+        parser.error(f'--iters ({args.iters}) must be a multiple of '
+                     f'--val-interval ({args.val_interval})')
     return args
 
 

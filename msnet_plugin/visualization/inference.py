@@ -13,7 +13,8 @@ from mmengine.fileio import list_from_file
 
 from ..checkpoints import load_matching_checkpoint
 from ..datasets.bad_sample_guard import cannot_load_message
-from ..errors import BadSampleError, ConfigError
+from ..errors import BadSampleError
+from ..launch import check_device
 
 
 def video_pipeline(cfg: mmengine.Config) -> Compose:
@@ -84,28 +85,6 @@ def load_recognizer(config: str, checkpoint: Optional[str],
     if checkpoint is not None:
         load_matching_checkpoint(model, checkpoint)
     return model
-
-
-def check_device(device: str) -> None:
-    """Raise :class:`ConfigError` if ``device`` (``--device``) is not a
-    device name or names a CUDA device this machine does not have (torch
-    would raise ``AssertionError: Torch not compiled with CUDA enabled``
-    after building the model)."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f'--device {device} is not a device name; use cpu '
-                          'or cuda:N') from None
-    if parsed.type != 'cuda':
-        return
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise ConfigError(f'--device {device}: this machine has no CUDA '
-                          f'device (torch {torch.__version__}); use --device '
-                          'cpu')
-    if parsed.index is not None and parsed.index >= count:
-        raise ConfigError(f'--device {device}: this machine has {count} CUDA '
-                          f'device(s), cuda:0 to cuda:{count - 1}')
 
 
 def class_names(label_map: Optional[str], cfg: mmengine.Config,
