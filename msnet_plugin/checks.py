@@ -5,7 +5,8 @@ backbone, MotionSqueeze, neck and head. They must agree: the backbone's
 temporal shift and MotionSqueeze, MotionSqueezeNeck and TSMHead each regroup
 the (N*T, ...) frame batch into clips of their own ``num_segments``, so a
 disagreement gives a shape error deep in a forward pass or, worse, silently
-mixes frames of different clips. :func:`check_config_paths` and
+mixes frames of different clips; :func:`check_frames_per_clip` holds the
+pipelines' frame sampling to the same count. :func:`check_config_paths` and
 :func:`check_writable_folder` name a file, folder or work directory of the
 config that does not exist or cannot be written
 (:class:`~msnet_plugin.errors.ConfigError`); the weights files it names are
@@ -18,7 +19,8 @@ import inspect
 import os
 import os.path as osp
 import tempfile
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Tuple)
 
 from mmaction.registry import DATASETS, MODELS
 
@@ -100,6 +102,67 @@ def check_segment_counts(model_cfg: dict) -> Dict[str, int]:
 
 
 # ------------------------------------------------------------- config paths
+
+#: Frame samplers whose frames per sample are clip_len x num_clips.
+SAMPLERS = ('SampleFrames', 'DenseSampleFrames')
+
+
+def check_frames_per_clip(cfg, num_segments: Optional[int],
+                          splits: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` if a ``SampleFrames`` step of the
+    pipelines of ``splits`` gives a frame count the model cannot take.
+
+    TSM and MotionSqueeze regroup the (N*T, ...) frame batch into clips of
+    ``num_segments`` frames; ``SampleFrames`` gives ``clip_len x num_clips``
+    per sample (twice that with ``twice_sample`` in test mode). Training
+    needs exactly ``num_segments``, validation and testing a multiple (each
+    view is one clip). Any other count ends in a shape error deep in the
+    forward pass or, worse, mixes frames of different samples into one
+    clip. Nothing is checked without a ``num_segments`` (a TSN backbone
+    takes any count)."""
+    if not isinstance(num_segments, int) or num_segments < 1:
+        return
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader', None)
+        if not isinstance(loader, Mapping):
+            continue
+        for key, dataset in _leaf_datasets(loader.get('dataset'),
+                                           f'{split}_dataloader.dataset'):
+            for index, step in enumerate(dataset.get('pipeline') or ()):
+                _check_sampler(step, f'{key}.pipeline.{index}',
+                               split == 'train', num_segments)
+
+
+def _check_sampler(step: Any, key: str, training: bool,
+                   num_segments: int) -> None:
+    """Raise :class:`ConfigError` if ``step`` (at config key ``key``) is a
+    frame sampler whose frame count the model cannot take."""
+    if not isinstance(step, Mapping) or str(step.get(
+            'type', '')).split('.')[-1] not in SAMPLERS:
+        return
+    clip_len, num_clips = step.get('clip_len'), step.get('num_clips', 1)
+    if not isinstance(clip_len, int) or not isinstance(num_clips, int):
+        return
+    test_mode = bool(step.get('test_mode', False))
+    views = 2 if test_mode and step.get('twice_sample') else 1
+    frames = clip_len * num_clips * views
+    if training and not test_mode:
+        if frames == num_segments:
+            return
+        need = f'exactly {num_segments}'
+    else:
+        if frames % num_segments == 0:
+            return
+        need = f'a multiple of {num_segments} (each view is one clip)'
+    twice = ' x 2 (twice_sample)' if views == 2 else ''
+    raise ConfigError(
+        f'{key} ({step["type"]}) gives {frames} frames per sample '
+        f'(clip_len={clip_len} x num_clips={num_clips}{twice}), but '
+        f'model.backbone.num_segments is {num_segments}: the model regroups '
+        f'the frames into clips of {num_segments}, so it needs {need}; set '
+        'num_clips (or num_segments) so that they agree')
+
+
 def config_line(filename: Optional[str], value: Any) -> Optional[str]:
     """``'line N of FILE'`` of the first line of the config file that holds
     ``value`` as a quoted literal; None if it does not (a value set by

@@ -4,7 +4,6 @@ mmengine's registry, is named by the key the user writes
 allowed and the config file; exit status 2 through the tools, the traceback
 with --debug; an error that names nothing of the config keeps its
 traceback."""
-from pathlib import Path
 
 import pytest
 from mmaction.registry import DATASETS, MODELS, TRANSFORMS
@@ -19,8 +18,7 @@ from msnet_plugin import config_errors
 from msnet_plugin.cli import EXIT_USER_ERROR, user_error_message
 from msnet_plugin.config_errors import config_value_message, value_line
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
 WHERE = (f'set in {DEMO_CONFIG}, a config it inherits or --cfg-options')
 
 

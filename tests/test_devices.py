@@ -4,7 +4,6 @@ to start such a run, not init_dist's KeyError; --device naming a CUDA
 device the machine does not have, or no device, is refused before the model
 is built; the rank before init_dist, for what only rank 0 does (the work
 directory lock)."""
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +11,7 @@ import torch
 from msnet_plugin.cli import EXIT_USER_ERROR
 from msnet_plugin.launch import LAUNCHERS, launcher_rank
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
 
 
 @pytest.fixture

@@ -1,19 +1,18 @@
 """A pipeline whose frame sampling does not give the model whole clips
-(msnet_plugin/pipeline_checks.py): SampleFrames' clip_len x num_clips must
+(msnet_plugin/checks.py): SampleFrames' clip_len x num_clips must
 be num_segments in training, a multiple of it in testing. Refused before
 anything is built, naming the step; every config of the repository
 passes."""
-from pathlib import Path
+
+import re
 
 import pytest
 from mmengine.config import Config
 
-from msnet_plugin.checks import check_segment_counts
+from msnet_plugin.checks import check_frames_per_clip, check_segment_counts
 from msnet_plugin.cli import EXIT_USER_ERROR
-from msnet_plugin.pipeline_checks import check_frames_per_clip
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
 
 
 @pytest.mark.parametrize('config', sorted((REPO / 'configs').glob('*.py')),
@@ -52,3 +51,18 @@ def test_test_views_must_be_whole_clips():
                        r'\(clip_len=1 x num_clips=6 x 2 \(twice_sample\)\)'
                        r'.* needs a multiple of 8 \(each view is one clip\)'):
         check_frames_per_clip(cfg, 8, ['test'])
+
+
+def test_a_wrapped_dataset_is_named_by_its_own_key():
+    """RepeatDataset's and ConcatDataset's inner datasets are checked, and
+    the message names the key of the step inside them."""
+    sampler = dict(type='SampleFrames', clip_len=1, num_clips=4)
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(
+        type='ConcatDataset', datasets=[
+            dict(pipeline=[dict(sampler, num_clips=8)]),
+            dict(type='RepeatDataset', dataset=dict(pipeline=[sampler]))
+        ]))))
+    with pytest.raises(ValueError, match=re.escape(
+            'train_dataloader.dataset.datasets.1.dataset.pipeline.0 '
+            '(SampleFrames) gives 4 frames per sample')):
+        check_frames_per_clip(cfg, 8, ['train'])

@@ -14,7 +14,7 @@ from mmaction.utils import get_str_type
 from mmengine.config import Config
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO
 CONFIGS = sorted((REPO / 'configs').glob('*.py')) + sorted(
     (REPO / 'configs' / 'paper').glob('*.py'))
 

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +17,7 @@ from msnet_plugin.errors import ConfigError
 from msnet_plugin.cli import EXIT_USER_ERROR
 from msnet_plugin.work_dir_lock import LOCK_FILE, lock_work_dir
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
+from repo_paths import DEMO_CONFIG, REPO
 
 # Another process holding the lock as tools/train.py does (a record lock and
 # the JSON record), without importing the plugin (fast to start).

@@ -15,7 +15,7 @@ from msnet_plugin.datasets import write_video
 from msnet_plugin.datasets.synthetic_motion import generate_motion_clip
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO
 DEMO = REPO / 'configs' / 'msnet_r18_demo_synthetic.py'
 
 

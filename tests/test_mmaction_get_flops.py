@@ -16,7 +16,7 @@ from mmengine.config import Config
 from msnet_plugin.flops import (build_recognizer, flop_analyzer,
                                 model_complexity, recognizer_input_shape)
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO
 CONFIG = REPO / 'configs' / 'msnet_tsm_r50_sthv2.py'
 MMACTION_GET_FLOPS = (Path(mmaction.__file__).parent / '.mim' / 'tools' /
                       'analysis_tools' / 'get_flops.py')

@@ -11,7 +11,7 @@ from mmengine.config import Config
 
 from msnet_plugin import compat
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO
 
 
 def test_torchscript_onnx_export_defaults_dynamo_off_only_inside():

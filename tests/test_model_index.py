@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mmengine.fileio import load
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO
 CONFIGS = sorted(
     path for path in list((REPO / 'configs').glob('*.py')) +
     list((REPO / 'configs' / 'paper').glob('*.py')))

@@ -16,7 +16,7 @@ from msnet_plugin.datasets.synthetic_motion import generate_dataset_clip
 from msnet_plugin.models import MotionSqueeze
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO
 CHANNELS, SEGMENTS = 16, 4
 
 

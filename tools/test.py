@@ -17,13 +17,12 @@ from mmengine.runner import Runner
 from mmaction.registry import RUNNERS
 from msnet_plugin.checkpoints import (check_checkpoint_file,
                                       require_checkpoint_match)
-from msnet_plugin.checks import (check_config_paths, check_segment_counts,
-                                 check_writable_folder)
+from msnet_plugin.checks import (check_config_paths, check_frames_per_clip,
+                                 check_segment_counts, check_writable_folder)
 from msnet_plugin.cli import add_debug_argument, tool_main
 from msnet_plugin.compat import prepare_launcher
 from msnet_plugin.errors import ConfigError
 from msnet_plugin.launch import check_launcher_environment
-from msnet_plugin.pipeline_checks import check_frames_per_clip
 
 
 def parse_args(argv=None):

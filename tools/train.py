@@ -26,8 +26,8 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmaction.registry import RUNNERS
 from msnet_plugin.checkpoints import (check_checkpoint_file,
                                       require_checkpoint_match)
-from msnet_plugin.checks import (check_config_paths, check_segment_counts,
-                                 check_writable_folder)
+from msnet_plugin.checks import (check_config_paths, check_frames_per_clip,
+                                 check_segment_counts, check_writable_folder)
 from msnet_plugin.cli import (EXIT_INTERRUPTED, ToolStopped,
                               add_debug_argument, describe_os_error,
                               tool_main)
@@ -35,7 +35,6 @@ from msnet_plugin.compat import prepare_launcher
 from msnet_plugin.errors import ConfigError
 from msnet_plugin.launch import (check_launcher_environment,
                                  end_distributed_run, launcher_rank)
-from msnet_plugin.pipeline_checks import check_frames_per_clip
 from msnet_plugin.work_dir_lock import lock_work_dir
 
 
