@@ -1,7 +1,6 @@
 """The autograd-Function comparison (tools/benchmark.py --autograd): its
 variants compute the same gradients, so that it compares like with like."""
 import pytest
-import torch
 
 from msnet_plugin.benchmark.autograd import (VARIANTS, autograd_markdown,
                                              compare_autograd_functions,
@@ -55,3 +54,13 @@ def test_only_the_first_tail_variant_recomputes_the_tail(monkeypatch):
         counts[variant] = len(calls)
     assert counts == {'recomputed tail': 1, 'plain autograd': 0,
                       'with_cp': 0}
+
+
+@pytest.mark.slow
+def test_memory_is_measured_in_a_child_per_variant():
+    result = compare_autograd_functions(cases=('correlation', ), case=TINY,
+                                        rounds=1, memory=True)
+    for figures in result['correlation'].values():
+        assert figures['peak_mb'] >= 0 and 'held_mb' in figures
+    hand_written = next(iter(VARIANTS['correlation']))
+    assert result['correlation'][hand_written]['memory_ratio'] == 1

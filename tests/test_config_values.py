@@ -18,7 +18,7 @@ from msnet_plugin import config_errors
 from msnet_plugin.cli import EXIT_USER_ERROR, user_error_message
 from msnet_plugin.config_errors import config_value_message, value_line
 
-from repo_paths import DEMO_CONFIG, REPO
+from repo_paths import DEMO_CONFIG
 WHERE = (f'set in {DEMO_CONFIG}, a config it inherits or --cfg-options')
 
 

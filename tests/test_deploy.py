@@ -11,7 +11,6 @@ weights) to stay short. The graph tests take MotionSqueeze(128) alone on
 """
 import importlib.util
 import re
-from pathlib import Path
 
 import onnx
 import pytest

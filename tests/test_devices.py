@@ -11,7 +11,7 @@ import torch
 from msnet_plugin.cli import EXIT_USER_ERROR
 from msnet_plugin.launch import LAUNCHERS, launcher_rank
 
-from repo_paths import DEMO_CONFIG, REPO
+from repo_paths import DEMO_CONFIG
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from msnet_plugin.errors import ConfigError
 from msnet_plugin.cli import EXIT_USER_ERROR
 from msnet_plugin.work_dir_lock import LOCK_FILE, lock_work_dir
 
-from repo_paths import DEMO_CONFIG, REPO
+from repo_paths import DEMO_CONFIG
 
 # Another process holding the lock as tools/train.py does (a record lock and
 # the JSON record), without importing the plugin (fast to start).

@@ -27,11 +27,11 @@ from mmengine.utils import ProgressBar
 from mmaction.structures import ActionDataSample
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
-from msnet_plugin.checks import check_checkpoint_file
+from msnet_plugin.checkpoints import check_checkpoint_file
 from msnet_plugin.cli import ToolStopped, add_debug_argument, tool_main
 from msnet_plugin.datasets import write_video
-from msnet_plugin.datasets.bad_sample_guard import (BadSampleError,
-                                                    cannot_load_message)
+from msnet_plugin.datasets.bad_sample_guard import cannot_load_message
+from msnet_plugin.errors import BadSampleError
 from msnet_plugin.visualization import motion_grid, save_png
 from msnet_plugin.visualization.inference import (class_names, load_recognizer,
                                                   read_frames, top_k,

@@ -27,15 +27,12 @@ own peak alone can hide that saving). :func:`compare_autograd_functions`
 returns, per case, each variant's figures and its ratios to the
 hand-written one.
 """
-import json
-import os
-import subprocess
-import sys
 from typing import Callable, Dict, Optional
 
 import torch
 
 from .. import benchmarking as bench
+from .parts import in_child
 
 #: The R50 case: 8 clips of 8 frames, 7 pairs each, layer2 at 224 px.
 DEFAULT_CASE = dict(batch=56, channels=64, size=28, frames=8,
@@ -141,23 +138,6 @@ def variant_step(case_name: str, variant: str, case: dict,
     return step
 
 
-def _memory_in_child(case_name: str, variant: str, case: dict,
-                     threads: Optional[int]) -> dict:
-    """:func:`memory_child`'s figures, in a fresh interpreter."""
-    spec = json.dumps(dict(case_name=case_name, variant=variant, case=case,
-                           threads=threads))
-    code = ('import json, sys\n'
-            'from msnet_plugin.benchmark.autograd import memory_child\n'
-            'print(json.dumps(memory_child(json.loads(sys.argv[1]))))')
-    result = subprocess.run(
-        [sys.executable, '-c', code, spec], capture_output=True, text=True,
-        env=dict(os.environ, PYTHONWARNINGS='ignore', **bench.MEMORY_ENV))
-    if result.returncode != 0:
-        raise RuntimeError(f'memory of {case_name}/{variant} failed:\n'
-                           f'{result.stderr[-3000:]}')
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def memory_child(spec: dict) -> dict:
     """Run in a child started with ``benchmarking.MEMORY_ENV``: the
     peak RSS growth of one warm step (``peak_mb``) and the RSS growth from
@@ -219,7 +199,10 @@ def compare_autograd_functions(cases=tuple(VARIANTS),
                 step()
                 figures = dict(peak_mb=bench.cuda_peak_mb(step, device))
             else:
-                figures = _memory_in_child(case_name, variant, case, threads)
+                figures = in_child(
+                    'memory_child', dict(case_name=case_name, variant=variant,
+                                         case=case, threads=threads),
+                    bench.MEMORY_ENV, module=__name__)
             result[variant].update(figures)
         first = result[variants[0]]
         for figures in result.values():

@@ -84,17 +84,19 @@ def steps(name: str, model, batch: int, num_frames: int, size: int,
     return bench.recognizer_steps(model, data)
 
 
-def in_child(function: str, spec: dict, env: dict = None) -> dict:
-    """``function(spec)`` of this module in a fresh interpreter (the same
-    msnet_plugin, ``env`` added to the environment); its JSON result."""
-    code = ('import json, sys; from msnet_plugin.benchmark import parts; '
-            'print(json.dumps(getattr(parts, sys.argv[1])('
-            'json.loads(sys.argv[2]))))')
+def in_child(function: str, spec: dict, env: dict = None,
+             module: str = __name__) -> dict:
+    """``function(spec)`` of ``module`` (this one by default) in a fresh
+    interpreter (the same msnet_plugin, ``env`` added to the environment);
+    its JSON result."""
+    code = ('import importlib, json, sys; '
+            'print(json.dumps(getattr(importlib.import_module(sys.argv[1]), '
+            'sys.argv[2])(json.loads(sys.argv[3]))))')
     package_root = osp.dirname(osp.dirname(osp.dirname(__file__)))
     path = os.pathsep.join(
         p for p in (package_root, os.environ.get('PYTHONPATH')) if p)
     result = subprocess.run(
-        [sys.executable, '-c', code, function, json.dumps(spec)],
+        [sys.executable, '-c', code, module, function, json.dumps(spec)],
         capture_output=True, text=True,
         env=dict(os.environ, PYTHONWARNINGS='ignore', PYTHONPATH=path,
                  **(env or {})))

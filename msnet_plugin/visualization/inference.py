@@ -5,7 +5,6 @@ from typing import List, Optional, Sequence
 import decord
 import mmengine
 import numpy as np
-import torch
 import torch.nn as nn
 from mmaction.apis import init_recognizer
 from mmengine.dataset import Compose
