@@ -56,6 +56,19 @@ Two more are applied only by the runs that need them:
    Workaround: :func:`torchscript_onnx_export`, a context manager the user
    opens around mmdeploy's conversion (docs/deploy.md); inside it
    ``torch.onnx.export`` defaults to ``dynamo=False``.
+7. A process that ran a process group can abort at exit (torch 2.13).
+   After training with ``--launcher pytorch`` on the CPU, even once
+   ``destroy_process_group`` has run, a rank sometimes dies in the
+   interpreter's finalization (``terminate called without an active
+   exception``, SIGABRT or SIGSEGV, no Python frame), so torchrun reports
+   the finished run as failed. Upstream: pytorch/pytorch#190489 (C++ worker
+   threads racing the interpreter's teardown), open. Reproduced with torch
+   alone: two gloo processes, DDP, two steps, a barrier and
+   ``destroy_process_group`` fail 2 runs in 40 on a busy 2-core machine.
+   Probe: none (a race); it applies to processes that closed a process
+   group (:func:`msnet_plugin.launch.end_distributed_run` says so).
+   Workaround: :func:`exit_skipping_finalization`, called by
+   ``tools/train.py`` and ``tools/test.py`` at the end of such a run.
 
 The bfloat16 fix for MMAction2's head loss lives in
 :class:`msnet_plugin.optim.CPUAmpOptimWrapper` (the only place bfloat16 scores
@@ -63,6 +76,7 @@ arise), and atomic checkpoint writes in :mod:`msnet_plugin.fileio` (a file
 backend that configs choose). docs/compatibility.md lists each workaround,
 its upstream state and when to delete it.
 """
+import atexit
 import contextlib
 import functools
 import glob
@@ -76,6 +90,7 @@ import pickle
 import sys
 import tempfile
 import types
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -318,6 +333,21 @@ def torchscript_onnx_export():
         yield
     finally:
         torch.onnx.export = export
+
+
+def exit_skipping_finalization(status: int = 0) -> NoReturn:
+    """Workaround 7: end this process with ``status`` without the
+    interpreter's finalization, where the crash of workaround 7 happens.
+
+    What an ordinary exit does first still happens: the functions
+    registered with :mod:`atexit` run (logging's flush and close among
+    them) and stdout and stderr are flushed; only the teardown of modules
+    and objects is skipped.
+    """
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def apply():

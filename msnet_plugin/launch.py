@@ -59,20 +59,22 @@ def launcher_rank(launcher: str) -> int:
     return 0
 
 
-def end_distributed_run() -> None:
+def end_distributed_run() -> bool:
     """Wait for every process of a distributed run, then close its process
-    group (nothing without one).
+    group (nothing without one). True if there was one to close.
 
-    mmengine leaves the group open when training ends, so a rank that is
-    done exits while rank 0 still writes the last checkpoint; gloo's threads
-    in the exiting process can then abort it (``terminate called without an
-    active exception``, seen with ``--launcher pytorch`` on CPU), and the
-    launcher reports the whole run as failed.
+    mmengine leaves the group open when training ends, so without the
+    barrier a rank that is done exits while rank 0 still writes the last
+    checkpoint. A process that closed a group can still crash in the
+    interpreter's teardown: the tools then end it with
+    :func:`msnet_plugin.compat.exit_skipping_finalization` (workaround 7).
     """
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.barrier()
+    dist.destroy_process_group()
+    return True
 
 
 def check_device(device: str) -> None:

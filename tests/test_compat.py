@@ -120,6 +120,37 @@ def test_cpu_distributed_workaround_only_for_a_pytorch_launch():
     assert stdout.split() == ['False', 'True']
 
 
+EXIT_SCRIPT = '''
+import atexit, logging, sys
+from msnet_plugin import compat
+marker, log_file = sys.argv[1], sys.argv[2]
+
+class TornDownAtFinalization:
+    def __del__(self, open=open, marker=marker):
+        open(marker, 'a').write('finalized ')
+
+torn_down = TornDownAtFinalization()
+atexit.register(lambda: open(marker, 'a').write('atexit '))
+logger = logging.getLogger('run')
+logger.addHandler(logging.FileHandler(log_file))
+logger.warning('last log line')
+sys.stdout.write('last output, no newline')
+compat.exit_skipping_finalization(3)
+'''
+
+
+@pytest.mark.slow
+def test_exit_skipping_finalization_keeps_output_logs_and_atexit(tmp_path):
+    """Workaround 7 ends the process before the teardown where it can crash
+    (an object's __del__ never runs), and loses nothing an exit writes."""
+    marker, log_file = tmp_path / 'marker', tmp_path / 'run.log'
+    returncode, stdout, stderr = run_python(EXIT_SCRIPT, marker, log_file)
+    assert returncode == 3, stderr[-3000:]
+    assert stdout.endswith('last output, no newline')
+    assert log_file.read_text() == 'last log line\n'
+    assert marker.read_text() == 'atexit '
+
+
 # --- a. DRN missing from the mmaction2 wheel --------------------------------
 
 FRESH_IMPORT_SCRIPT = '''

@@ -20,9 +20,11 @@ from msnet_plugin.checkpoints import (check_checkpoint_file,
 from msnet_plugin.checks import (check_config_paths, check_frames_per_clip,
                                  check_segment_counts, check_writable_folder)
 from msnet_plugin.cli import add_debug_argument, tool_main
-from msnet_plugin.compat import prepare_launcher
+from msnet_plugin.compat import (exit_skipping_finalization,
+                                 prepare_launcher)
 from msnet_plugin.errors import ConfigError
-from msnet_plugin.launch import check_launcher_environment
+from msnet_plugin.launch import (check_launcher_environment,
+                                 end_distributed_run)
 
 
 def parse_args(argv=None):
@@ -100,7 +102,10 @@ def main(argv=None):
     prepare_launcher(args.launcher)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    return runner.test()
+    metrics = runner.test()
+    if end_distributed_run():
+        exit_skipping_finalization()  # workaround 7 (msnet_plugin/compat.py)
+    return metrics
 
 
 if __name__ == '__main__':

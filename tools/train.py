@@ -31,7 +31,8 @@ from msnet_plugin.checks import (check_config_paths, check_frames_per_clip,
 from msnet_plugin.cli import (EXIT_INTERRUPTED, ToolStopped,
                               add_debug_argument, describe_os_error,
                               tool_main)
-from msnet_plugin.compat import prepare_launcher
+from msnet_plugin.compat import (exit_skipping_finalization,
+                                 prepare_launcher)
 from msnet_plugin.errors import ConfigError
 from msnet_plugin.launch import (check_launcher_environment,
                                  end_distributed_run, launcher_rank)
@@ -194,10 +195,12 @@ def main(argv=None):
     lock = lock_work_dir(cfg.work_dir) if launcher_rank(
         args.launcher) == 0 else None
     try:
-        train(cfg, args)
+        closed_process_group = train(cfg, args)
     finally:
         if lock is not None:
             lock.release()
+    if closed_process_group:
+        exit_skipping_finalization()  # workaround 7 (msnet_plugin/compat.py)
 
 
 def train(cfg, args):
@@ -205,7 +208,7 @@ def train(cfg, args):
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     try:
         runner.train()
-        end_distributed_run()
+        return end_distributed_run()
     except KeyboardInterrupt:
         raise ToolStopped('training interrupted (Ctrl-C) ' +
                           resume_advice(cfg, args, runner),
