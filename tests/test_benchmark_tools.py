@@ -200,17 +200,23 @@ def test_benchmark_report_writer_on_every_part():
 
 
 @pytest.mark.slow
-def test_benchmark_onnx_part_on_tiny_backbones(tmp_path, load_tool):
-    """Both R50 backbones exported and run by onnxruntime at 32 px."""
+def test_benchmark_onnx_part_on_tiny_recognizers(tmp_path, load_tool):
+    """Both R50 recognizers, whole (--onnx-graph recognizer: what
+    tools/export.py writes), exported and run by onnxruntime at 32 px."""
     tool = load_tool('benchmark')
     report = tool.main([
         '--models', '--size', '32', '--onnx-frames', '2', '--rounds', '1',
-        '--warmup', '0', '--no-correlation', '--no-compile', '--out-dir',
-        str(tmp_path)
+        '--warmup', '0', '--no-correlation', '--no-compile', '--onnx-graph',
+        'recognizer', '--out-dir', str(tmp_path)
     ])
     onnx = report['onnx']
+    assert onnx['graph'] == 'recognizer'
     assert onnx['tsm']['seconds'] > 0 and onnx['msnet']['seconds'] > 0
-    assert (tmp_path / 'onnx' / 'msnet_backbone.onnx').is_file()
+    path = tmp_path / 'onnx' / 'msnet_recognizer.onnx'
+    import onnx as onnx_format
+    graph = onnx_format.load(str(path)).graph
+    assert [i.name for i in graph.input] == ['frames']
+    assert len(graph.input[0].type.tensor_type.shape.dim) == 5
     assert '| MSNet/TSM |' in (tmp_path / 'benchmark.md').read_text()
 
 

@@ -16,7 +16,8 @@ how it measures):
   count, training step, inference clips per second, peak training memory,
   params and FLOPs of TSM-R50, MSNet-R50, both with ``with_cp=True``, and
   the MS module alone, with the ratios MSNet/TSM;
-- onnxruntime on both backbones (``--no-onnx`` skips it);
+- onnxruntime on both backbones, or both whole recognizers (``--onnx-graph``;
+  ``--no-onnx`` skips it);
 - ``torch.compile`` from a cold cache and ONNX node counts
   (``--no-compile``);
 - the correlation kernels alone (``--no-correlation``);
@@ -81,8 +82,13 @@ def parse_args(argv=None):
         metavar=('PAIRS', 'CHANNELS', 'SIZE', 'MAX_DISP'),
         help='the correlation part\'s maps (default: 56 64 28 7)')
     parser.add_argument('--no-onnx', action='store_true',
-                        help='skip the onnxruntime backbones part')
+                        help='skip the onnxruntime part')
     parser.add_argument('--onnx-frames', type=int, default=8)
+    parser.add_argument('--onnx-graph', choices=('backbone', 'recognizer'),
+                        default='backbone',
+                        help='what the onnxruntime part times: the backbones, '
+                        'or the whole recognizers as tools/export.py writes '
+                        'them')
     parser.add_argument('--no-compile', action='store_true',
                         help='skip the torch.compile and ONNX-graph part')
     parser.add_argument('--profile', action='store_true',

@@ -212,31 +212,41 @@ def run_correlation(args, device: torch.device) -> dict:
 
 
 def run_onnx(args, device: torch.device) -> dict:
-    """Both backbones exported to ONNX (TorchScript exporter, optimised) and
-    run by onnxruntime on the CPU on (frames, 3, size, size), in turn."""
-    from ..deploy import export_onnx
+    """Both models exported to ONNX (TorchScript exporter, optimised) and run
+    by onnxruntime on the CPU, in turn: the backbones on (frames, 3, size,
+    size) features, or (``args.onnx_graph == 'recognizer'``) the whole
+    recognizer as tools/export.py writes it (:class:`FramesToScores`) on one
+    clip of (1, frames, 3, size, size) pixels."""
+    from ..deploy import FramesToScores, export_onnx
+    from ..deploy.frames_to_scores import example_frames
     from ..deploy.onnx_export import onnxruntime_session
-    frames, size = args.onnx_frames, args.size
-    generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(frames, 3, size, size, generator=generator)
+    frames, size, graph = args.onnx_frames, args.size, args.onnx_graph
+    if graph == 'recognizer':
+        inputs = example_frames(frames, (size, size))
+    else:
+        generator = torch.Generator().manual_seed(0)
+        inputs = torch.randn(frames, 3, size, size, generator=generator)
     onnx_dir = osp.join(args.out_dir, 'onnx')
     os.makedirs(onnx_dir, exist_ok=True)
     sessions = {}
     threads = torch.get_num_threads()
     for name in ('tsm', 'msnet'):
-        backbone = build(name, frames, size, torch.device('cpu'),
-                         args.msnet_config)[0].backbone
-        backbone.eval()  # (MMAction2's ResNet.train returns None)
-        path = osp.join(onnx_dir, f'{name}_backbone.onnx')
-        print(f'# onnx: exporting the {name} backbone', flush=True)
-        export_onnx(backbone, inputs, path, batch_multiple=frames)
+        model = build(name, frames, size, torch.device('cpu'),
+                      args.msnet_config)[0]
+        module = (FramesToScores(model, frames)
+                  if graph == 'recognizer' else model.backbone)
+        module.eval()  # (MMAction2's ResNet.train returns None)
+        path = osp.join(onnx_dir, f'{name}_{graph}.onnx')
+        print(f'# onnx: exporting the {name} {graph}', flush=True)
+        export_onnx(module, inputs, path,
+                    batch_multiple=1 if graph == 'recognizer' else frames)
         sessions[name] = onnxruntime_session(path, threads)
     feed = {'frames': inputs.numpy()}
     print('# onnx: timing', flush=True)
     times = bench.alternating_medians(
         {name: (lambda s=session: s.run(None, feed))
          for name, session in sessions.items()}, args.rounds, args.warmup)
-    return dict(frames=frames, size=size, threads=threads,
+    return dict(graph=graph, frames=frames, size=size, threads=threads,
                 **{name: dict(seconds=times[name]['median'],
                               times_s=times[name]['times'])
                    for name in sessions})

@@ -60,10 +60,13 @@ def grid_markdown(rows: list) -> list:
 
 def onnx_markdown(onnx: dict) -> list:
     tsm, msnet = onnx['tsm']['seconds'], onnx['msnet']['seconds']
+    graph = onnx.get('graph', 'backbone')
+    shape = (f'(1, {onnx["frames"]}, 3, {onnx["size"]}, {onnx["size"]}) '
+             'pixels' if graph == 'recognizer' else
+             f'({onnx["frames"]}, 3, {onnx["size"]}, {onnx["size"]})')
     return [
-        f'onnxruntime, backbones on ({onnx["frames"]}, 3, {onnx["size"]}, '
-        f'{onnx["size"]}), {onnx["threads"]} threads:', ''
-    ] + markdown_table(('backbone', 's/call'),
+        f'onnxruntime, {graph}s on {shape}, {onnx["threads"]} threads:', ''
+    ] + markdown_table((graph, 's/call'),
                        (('TSM-R50', fmt(tsm)), ('MSNet-R50', fmt(msnet)),
                         ('MSNet/TSM', fmt(ratio(msnet, tsm)))))
 
