@@ -8,8 +8,8 @@ from msnet_plugin.models import (MotionSqueeze, kernel_soft_argmax,
                                  local_correlation,
                                  local_correlation_reference)
 from msnet_plugin.models import correlation as correlation_module
-from msnet_plugin.models import fast_correlation
-from msnet_plugin.models.fast_correlation import (FastLocalCorrelation,
+from msnet_plugin.models.fast_correlation import (BlockLayout,
+                                                  FastLocalCorrelation,
                                                   StripLayout,
                                                   strip_correlation,
                                                   strip_indices,
@@ -95,24 +95,23 @@ def test_fast_and_plain_gradcheck_float64():
                                     (f1, f2), fast_mode=True)
 
 
-def test_gathers_read_what_the_strided_views_read():
-    """The exporters' fixed gathers and the eager kernel's strided views
-    come from one geometry: they pick the same values."""
-    layout = StripLayout.of(12, 10, 3)
-    window_rows, band = strip_indices(layout)
-    product = torch.randn(layout.strips, layout.rows * 10, layout.window)
-    sizes, strides = fast_correlation._band_geometry(layout)
-    # The gather reads position after position: (H, W, P*P) order.
-    torch.testing.assert_close(
-        product.view(-1)[band],
-        product.as_strided(sizes, strides).permute(0, 3, 4, 5, 1,
-                                                   2).reshape(-1))
-    assert window_rows.tolist() == [
-        strip * layout.rows + row for strip in range(layout.strips)
-        for row in range(layout.window_rows)
+def test_band_gather_moves_aligned_blocks_of_p_values():
+    """The exporters' band gather reads whole aligned runs of P values (one
+    per position and displacement row, each once), and every window starts
+    at its strip's first row, inside the padded map."""
+    layout = BlockLayout.of(12, 10, 3)
+    window_positions, band_blocks = strip_indices(layout)
+    side = 7
+    assert layout.strip_width % side == layout.padded_width % side == 0
+    assert (layout.window + 1) % side == 0
+    assert band_blocks.numel() == band_blocks.unique().numel() == 12 * 10 * 7
+    assert int(band_blocks.max()) < layout.blocks_per_clip
+    windows = window_positions.view(layout.strips, layout.window)
+    assert windows[:, 0].tolist() == [
+        strip * layout.rows * layout.padded_width
+        for strip in range(layout.strips)
     ]
-    # Every product entry a position needs, and each once.
-    assert band.unique().numel() == band.numel() == 49 * 12 * 10
+    assert int(windows.max()) < layout.padded_height * layout.padded_width
 
 
 def test_fast_one_input_needs_grad_and_inplace_relu():

@@ -4,7 +4,8 @@ import torch
 
 from msnet_plugin.models import (MotionSqueeze, MSResNetTSM,
                                  kernel_soft_argmax, local_correlation)
-from msnet_plugin.models.soft_argmax import (plain_soft_argmax,
+from msnet_plugin.models.soft_argmax import (_max_and_first_argmax,
+                                             plain_soft_argmax,
                                              soft_argmax_last_axis)
 
 from slow_references import loop_local_correlation, per_pixel_soft_argmax
@@ -56,6 +57,22 @@ def test_soft_argmax_last_axis_matches_the_eager_soft_argmax(sigma):
                                        100.0, sigma)
     torch.testing.assert_close(disp.double(), ref_disp, rtol=0, atol=1e-5)
     torch.testing.assert_close(conf.double(), ref_conf, rtol=0, atol=1e-7)
+
+
+def test_row_by_row_argmax_picks_the_first_maximum():
+    """The exporters' two-pass argmax (best window row, then best entry in
+    it) gives torch.argmax's index, the first maximum in ky * P + kx order,
+    also with ties across rows, within a row and over a whole window."""
+    torch.manual_seed(0)
+    corr = torch.rand(2, 3, 4, 25)
+    corr[0, 0, 0] = 0  # a window of zeros (a ReLU'd correlation can be)
+    corr[0, 0, 1, [21, 7, 3]] = 2.0  # ties in rows 4, 1 and 0
+    corr[0, 0, 2, [9, 6]] = 2.0  # ties within row 1
+    corr[1] = (corr[1] * 4).round()  # many ties
+    confidence, best_index = _max_and_first_argmax(corr, 5)
+    assert torch.equal(best_index, corr.argmax(dim=-1, keepdim=True))
+    assert torch.equal(confidence, corr.amax(dim=-1, keepdim=True))
+    assert best_index[0, 0, :3, 0].tolist() == [0, 3, 6]
 
 
 @pytest.mark.parametrize('dx,dy', [(3, 0), (0, -2), (-5, 4), (7, -7), (0, 0),

@@ -7,8 +7,8 @@ batched matrix product per call and two fixed gathers:
 - the maps are cut in strips of ``G`` rows (G divides H, see
   :func:`strip_rows_for`); with channels last, a strip of ``f1`` is a
   (G*W, C) matrix;
-- a fixed gather of rows of the zero-padded ``f2`` gives each strip the rows
-  it can reach, a ((G + 2d) * (W + 2d), C) window matrix;
+- each strip's window is the rows of the zero-padded ``f2`` it can reach,
+  a ((G + 2d) * (W + 2d), C) matrix;
 - one ``bmm`` over all strips of all clips multiplies them, (G*W) x
   (G + 2d)(W + 2d) products per strip: the window's (2d+1)^2 entries of every
   position and about (G + 2d)(W + 2d) / (2d+1)^2 times as many outside it
@@ -23,16 +23,23 @@ batched matrix product per call and two fixed gathers:
 :func:`strip_correlation` is that, a handful of ops (permute, pad, gather,
 bmm, gather) that autograd, ``torch.compile``, ``torch.export``, both ONNX
 exporters and ``torch.jit.trace`` see whole; the gathers' indices depend on
-H, W and d only, never on the batch size. Autograd keeps its window copies
-(about 6.8 times ``f2``) and the product for backward, so eager training
-uses :class:`FastLocalCorrelation`: the same product on chunks of clips
+H, W and d only, never on the batch size. Its layout (:class:`BlockLayout`)
+pads the strips' rows and the windows to multiples of P = 2d + 1, so that
+the P horizontal displacements of each position and displacement row are
+one aligned block of the product: the second gather moves H * W * P blocks
+of P values rather than H * W * P^2 single values (runtimes such as
+onnxruntime copy a gather index by index; at 28x28 with d = 7 the padding
+costs 17 % more products). Autograd
+keeps its window copies (about 7 times ``f2``) and the product for
+backward, so eager training uses :class:`FastLocalCorrelation`: the
+product of the unpadded strips (:class:`StripLayout`) on chunks of clips
 whose temporaries fit a memory budget, saving only ``f1`` and ``f2``, with
-the two gathers read as strided views of the same geometry
-(:func:`_band_geometry`, :func:`_window_row_geometry`; faster than index
-tensors). Its backward recomputes the windows chunk by chunk: the output
-gradient is written into the product's layout (zero outside the window),
-two more ``bmm`` give the gradients of the strips and of the windows, and
-the windows' gradients are added back into the rows they were read from.
+the windows and the band read as strided views (:func:`_band_geometry`,
+:func:`_window_row_geometry`; faster than index tensors). Its backward
+recomputes the windows chunk by chunk: the output gradient is written into
+the product's layout (zero outside the window), two more ``bmm`` give the
+gradients of the strips and of the windows, and the windows' gradients are
+added back into the rows they were read from.
 """
 from typing import NamedTuple, Tuple
 
@@ -71,7 +78,8 @@ def strip_rows_for(height: int) -> int:
 
 
 class StripLayout(NamedTuple):
-    """Sizes of the strip formulation for (H, W) maps and displacement d."""
+    """Sizes of the eager kernel's strips (:class:`FastLocalCorrelation`) for
+    (H, W) maps and displacement d."""
     height: int
     width: int
     max_disp: int
@@ -105,18 +113,6 @@ class StripLayout(NamedTuple):
                     padded * channels) + positions * channels
 
 
-def _strided_index(sizes, strides, device=None) -> torch.Tensor:
-    """What ``as_strided(sizes, strides)`` reads of a flat tensor, as int64
-    indices in the view's order (plain ops, for exporters)."""
-    index = torch.zeros((), dtype=torch.long, device=device)
-    for dim, (size, stride) in enumerate(zip(sizes, strides)):
-        shape = [1] * len(sizes)
-        shape[dim] = size
-        index = index + torch.arange(
-            size, device=device).view(shape) * stride
-    return index.reshape(-1)
-
-
 def _band_geometry(layout: StripLayout, clips: int = 1):
     """Sizes and strides of the window entries in a contiguous
     (clips * S, G*W, N) product: a (clips, P, P, S, G, W) view whose
@@ -137,28 +133,78 @@ def _window_row_geometry(layout: StripLayout):
     return (layout.strips, layout.window_rows), (layout.rows, 1)
 
 
-def strip_indices(layout: StripLayout,
+class BlockLayout(NamedTuple):
+    """Sizes of :func:`strip_correlation` for (H, W) maps and displacement d:
+    the strips of :class:`StripLayout` with rows and windows padded so that
+    every run of P = 2d + 1 window entries (one displacement row of one
+    position) fills one aligned block of P values of the product."""
+    height: int
+    width: int
+    max_disp: int
+    rows: int  #: G, rows per strip (:func:`strip_rows_for`)
+    strips: int  #: S = H / G
+    strip_width: int  #: Wf, W rounded up to a multiple of P
+    padded_width: int  #: Wp, W + 2d rounded up to a multiple of P
+    padded_height: int  #: Hp, rows of the padded f2 every window fits in
+    window: int  #: Np = (G + 2d) * Wp + P - 1, positions of a window
+
+    @classmethod
+    def of(cls, height: int, width: int, max_disp: int) -> 'BlockLayout':
+        side = 2 * max_disp + 1
+        rows = strip_rows_for(height)
+        padded_width = _round_up(width + 2 * max_disp, side)
+        window = (rows + 2 * max_disp) * padded_width + side - 1
+        last_window_end = (height - rows) * padded_width + window
+        return cls(height, width, max_disp, rows, height // rows,
+                   _round_up(width, side), padded_width,
+                   -(-last_window_end // padded_width), window)
+
+    @property
+    def side(self) -> int:
+        """P = 2d + 1, the window's side and the block size."""
+        return 2 * self.max_disp + 1
+
+    @property
+    def strip_size(self) -> int:
+        """G * Wf, rows of a strip's product."""
+        return self.rows * self.strip_width
+
+    @property
+    def blocks_per_clip(self) -> int:
+        """Blocks of P values in one clip's (S, G * Wf, Np) product."""
+        return self.strips * self.strip_size * self.window // self.side
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def strip_indices(layout: BlockLayout,
                   device=None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The two fixed gathers of the strip formulation, as int64 indices.
+    """The two fixed gathers of :func:`strip_correlation`, as int64 indices.
 
     Returns:
-        tuple[Tensor, Tensor]: ``window_rows`` (S * (G + 2d),): the padded
-        f2 rows of each strip's window, strip after strip; ``band``
-        (H * W * P * P,): for every correlation value of one clip, in
-        (H, W, P*P) order, its place in that clip's flattened (S, G*W, N)
-        product (see :func:`_band_geometry`).
+        tuple[Tensor, Tensor]: ``window_positions`` (S * Np,): for each
+        strip, the Np consecutive positions of the flattened (Hp, Wp)
+        padded f2 its window reads, from its first row on; ``band_blocks``
+        (H * W * P,): for every position (y, x) and displacement row ky,
+        in (H, W, P) order, the block of P values of one clip's flattened
+        (S, G * Wf, Np) product that holds its P horizontal displacements.
     """
-    sizes, strides = _band_geometry(layout)
-    # (1, P, P, S, G, W) -> (1, S, G, W, P, P): position after position.
-    order = (0, 3, 4, 5, 1, 2)
-    return (_strided_index(*_window_row_geometry(layout), device=device),
-            _strided_index([sizes[i] for i in order],
-                           [strides[i] for i in order], device=device))
-
-
-def _padded_channels_last(f2: torch.Tensor, max_disp: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, H + 2d, W + 2d, C), zero-padded."""
-    return F.pad(f2.permute(0, 2, 3, 1), (0, 0) + (max_disp, ) * 4)
+    side, rows = layout.side, layout.rows
+    strip = torch.arange(layout.strips, device=device).view(-1, 1)
+    window_positions = (strip * rows * layout.padded_width + torch.arange(
+        layout.window, device=device).view(1, -1)).reshape(-1)
+    row = torch.arange(layout.height, device=device).view(-1, 1, 1)
+    column = torch.arange(layout.width, device=device).view(1, -1, 1)
+    window_row = torch.arange(side, device=device).view(1, 1, -1)
+    # Position (y, x) = (s*G + g, x) is row g * Wf + x of strip s's product;
+    # displacement (ky, kx) is column (g + ky) * Wp + x + kx of its window.
+    # Wf, Wp and Np + 1 are multiples of P: kx = 0 starts a block.
+    strip_row = (row % rows) * layout.strip_width + column
+    start = ((row // rows) * layout.strip_size + strip_row) * layout.window \
+        + ((row % rows) + window_row) * layout.padded_width + column
+    return window_positions, (start // side).reshape(-1)
 
 
 def strip_correlation(f1: torch.Tensor, f2: torch.Tensor,
@@ -175,17 +221,23 @@ def strip_correlation(f1: torch.Tensor, f2: torch.Tensor,
         (``.permute(0, 2, 3, 1)`` gives it back without a copy).
     """
     channels, height, width = static_sizes(f1)
-    layout = StripLayout.of(height, width, max_displacement)
-    window_rows, band = strip_indices(layout, f1.device)
-    strips = f1.permute(0, 2, 3, 1).reshape(-1, layout.rows * layout.width,
-                                            channels)
-    windows = _padded_channels_last(f2, max_displacement).index_select(
-        1, window_rows).reshape(-1, layout.window, channels)
+    d = max_displacement
+    layout = BlockLayout.of(height, width, d)
+    window_positions, band_blocks = strip_indices(layout, f1.device)
+    strips = F.pad(f1.permute(0, 2, 3, 1),
+                   (0, 0, 0, layout.strip_width - width)).reshape(
+                       -1, layout.strip_size, channels)
+    padded = F.pad(f2.permute(0, 2, 3, 1),
+                   (0, 0, d, layout.padded_width - width - d, d,
+                    layout.padded_height - height - d)).reshape(
+                        -1, layout.padded_height * layout.padded_width,
+                        channels)
+    windows = padded.index_select(1, window_positions).reshape(
+        -1, layout.window, channels)
     product = torch.bmm(strips, windows.transpose(1, 2))
-    clip_products = product.reshape(
-        -1, layout.strips * layout.rows * layout.width * layout.window)
-    return clip_products.index_select(1, band).view(
-        -1, layout.height, layout.width, layout.side**2).permute(0, 3, 1, 2)
+    blocks = product.reshape(-1, layout.blocks_per_clip, layout.side)
+    return blocks.index_select(1, band_blocks).view(
+        -1, height, width, layout.side**2).permute(0, 3, 1, 2)
 
 
 def clips_per_chunk(layout: StripLayout, channels: int,

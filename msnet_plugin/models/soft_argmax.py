@@ -119,6 +119,43 @@ def _expectation(prob: torch.Tensor) -> torch.Tensor:
                         flat).view(-1, 2, height, width)
 
 
+def _max_and_first_argmax(correlation: torch.Tensor, patch_size: int):
+    """Maximum over the window's last axis and the first window entry (in
+    ``ky * P + kx`` order) that reaches it, as ``max(dim=-1)`` gives them,
+    in two passes that runtimes run fast: the maximum of each window row,
+    then the first row reaching the largest and the first entry of that
+    row reaching it (onnxruntime's ArgMax over P*P values per position
+    costs several times a ReduceMax).
+
+    Args:
+        correlation (Tensor): (B, H, W, P*P).
+
+    Returns:
+        tuple[Tensor, Tensor]: the maximum (B, H, W, 1) and its index
+        (B, H, W, 1), int64.
+    """
+    height, width, _ = static_sizes(correlation)
+    row_max = correlation.view(-1, height, width, patch_size,
+                               patch_size).amax(dim=-1)
+    confidence, best_row = row_max.max(dim=-1, keepdim=True)
+    row_start = best_row * patch_size
+    best_row_values = torch.gather(
+        correlation, 3,
+        row_start + torch.arange(patch_size, device=correlation.device))
+    return confidence, row_start + best_row_values.argmax(dim=-1,
+                                                          keepdim=True)
+
+
+def _gaussian_table(patch_size: int, sigma: float, temperature: float,
+                    like: torch.Tensor) -> torch.Tensor:
+    """(P*P, P*P), like's dtype: row k is :func:`_gaussian` around window
+    entry k, times ``temperature`` (a constant of an exported graph)."""
+    window = patch_size * patch_size
+    best_index = torch.arange(window, device=like.device).view(-1, 1, 1, 1)
+    return _gaussian(best_index, patch_size, sigma, like.dtype, axis=1,
+                     scale=temperature).reshape(window, window)
+
+
 def soft_argmax_last_axis(correlation: torch.Tensor, patch_size: int,
                           temperature: float,
                           sigma: Optional[float] = None,
@@ -148,13 +185,20 @@ def soft_argmax_last_axis(correlation: torch.Tensor, patch_size: int,
         over the window.
     """
     height, width, channels = static_sizes(correlation)
-    confidence, argmax = correlation.max(dim=-1, keepdim=True)
-    best_index = argmax if best_index is None else best_index
     if sigma is None:
+        confidence = correlation.amax(dim=-1, keepdim=True)
         logits = correlation * temperature
     else:
-        gaussian = _gaussian(best_index, patch_size, sigma,
-                             correlation.dtype, axis=3, scale=temperature)
+        if best_index is None:
+            confidence, best_index = _max_and_first_argmax(
+                correlation, patch_size)
+        else:
+            confidence = correlation.amax(dim=-1, keepdim=True)
+        # The Gaussian around each position's argmax, a row of a fixed
+        # table: one gather of P*P values per position.
+        gaussian = _gaussian_table(patch_size, sigma, temperature,
+                                   correlation).index_select(
+                                       0, best_index.reshape(-1))
         logits = correlation * gaussian.view(-1, height, width, channels)
     # The logit at the argmax is temperature * confidence (the Gaussian is 1
     # there), so the floor lies at least 60 below the largest logit.
