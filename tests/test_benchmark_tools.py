@@ -99,6 +99,30 @@ def test_benchmark_tool_small_grid(tmp_path, load_tool):
     assert '| MSNet-R50 with_cp / TSM-R50 with_cp | 1 | 2 |' in table
 
 
+@pytest.mark.slow
+def test_benchmark_tool_compiled_grid(tmp_path, load_tool, monkeypatch):
+    """--compiled: the MS module alone under torch.compile, a training step
+    and an inference timed after the warm-up round compiled them (dynamo
+    captured graphs in this process). Dynamo's capture is under test, not
+    inductor's code generation (minutes on a cold cache): the compile uses
+    the 'eager' backend."""
+    from torch._dynamo.utils import counters
+    compile_module = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, 'compile',
+                        lambda module: compile_module(module, backend='eager'))
+    torch._dynamo.reset()
+    counters.clear()
+    tool = load_tool('benchmark')
+    report = tool.main([
+        '--models', 'ms', '--compiled', '--batch-sizes', '1', '--frames',
+        '2', '--size', '32', '--rounds', '1', '--warmup', '1', '--out-dir',
+        str(tmp_path), *GRID_ONLY
+    ])
+    row, = report['rows']
+    assert row['train_step_s'] > 0 and row['inference_clips_per_s'] > 0
+    assert counters['stats']['unique_graphs'] >= 2  # train and eval
+
+
 def test_with_cp_models_checkpoint_in_blocks_and_motion_squeeze(load_tool):
     config = load_tool('benchmark').parse_args([]).msnet_config
     cpu = torch.device('cpu')
@@ -177,6 +201,8 @@ def test_benchmark_report_writer_on_every_part():
                   tsm=dict(seconds=1.0), msnet=dict(seconds=1.04)),
         compile=dict(ms_compile=dict(first_call_s=7.25),
                      demo_compile=dict(first_call_s=50.0),
+                     tsm_compile=dict(first_call_s=50.0),
+                     msnet_compile=dict(first_call_s=55.0),
                      ms_onnx_torchscript=dict(nodes=83),
                      ms_onnx_dynamo=dict(nodes=89)),
         correlation=dict(case=dict(batch=56, channels=64, size=28,
@@ -192,6 +218,7 @@ def test_benchmark_report_writer_on_every_part():
         in table or '7.3 s' in table
     assert '| MotionSqueeze(128) ONNX nodes, TorchScript exporter | 83 |' \
         in table
+    assert '| first call MSNet-R50 / TSM-R50 | 1.100 |' in table
     assert '| reference | 0.120 | 60 | 1.200 | 1.200 |' in table
     ratio, = ratios(written['rows'])
     assert ratio['train_step'] == pytest.approx(1.05)

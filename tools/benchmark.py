@@ -3,7 +3,7 @@
 Usage: python tools/benchmark.py [--batch-sizes 1 8] [--frames 8 16]
        [--size 224] [--rounds 5] [--models tsm msnet tsm_cp msnet_cp ms]
        [--device cpu] [--threads N] [--no-memory] [--no-correlation]
-       [--no-onnx] [--no-compile] [--profile]
+       [--compiled] [--no-onnx] [--no-compile] [--profile]
        [--correlation-case PAIRS CHANNELS SIZE MAX_DISP] [--out-dir DIR]
        python tools/benchmark.py --autograd [--rounds 7] [--threads N]
 Writes DIR/benchmark.md and DIR/benchmark.json (default work_dirs/benchmark);
@@ -15,10 +15,12 @@ how it measures):
 - the grid (``--models``; none skips it): for every batch size and frame
   count, training step, inference clips per second, peak training memory,
   params and FLOPs of TSM-R50, MSNet-R50, both with ``with_cp=True``, and
-  the MS module alone, with the ratios MSNet/TSM;
+  the MS module alone, with the ratios MSNet/TSM; eager, or with
+  ``--compiled`` under ``torch.compile``;
 - onnxruntime on both backbones, or both whole recognizers (``--onnx-graph``;
   ``--no-onnx`` skips it);
-- ``torch.compile`` from a cold cache and ONNX node counts
+- ``torch.compile`` from a cold cache (MotionSqueeze(128), the demo
+  recognizer, the TSM-R50 and MSNet-R50 backbones) and ONNX node counts
   (``--no-compile``);
 - the correlation kernels alone (``--no-correlation``);
 - where the MS module alone spends a training step (``--profile``).
@@ -89,6 +91,10 @@ def parse_args(argv=None):
                         help='what the onnxruntime part times: the backbones, '
                         'or the whole recognizers as tools/export.py writes '
                         'them')
+    parser.add_argument('--compiled', action='store_true',
+                        help='time the grid\'s models with torch.compile '
+                        '(inductor) on their backbones (the MS module '
+                        'itself), compiled in the warm-up rounds')
     parser.add_argument('--no-compile', action='store_true',
                         help='skip the torch.compile and ONNX-graph part')
     parser.add_argument('--profile', action='store_true',

@@ -38,9 +38,12 @@ MS_CHANNELS, MS_STRIDE = 512, 8
 CORRELATION_KEYS = ('batch', 'channels', 'size', 'max_disp')
 CORRELATION_CASE = dict(batch=56, channels=64, size=28, max_disp=7)
 #: The compile and ONNX case: MotionSqueeze(128) on (8, 128, 8, 8); the
-#: demo recognizer on one clip of 8 frames at 64 px.
+#: demo recognizer on one clip of 8 frames at 64 px; the R50 backbones of
+#: TSM and MSNet (eval) on 8 frames at 64 px.
 COMPILE_MS = dict(channels=128, frames=8, size=8)
 COMPILE_DEMO = dict(frames=8, size=64)
+COMPILE_R50 = dict(frames=8, size=64)
+COMPILE_KINDS = ('ms', 'demo', 'tsm', 'msnet')
 
 
 def device_sync(device: torch.device):
@@ -68,6 +71,12 @@ def build(name: str, num_frames: int, size: int, device: torch.device,
     cfg.model.backbone.with_cp = name.endswith('_cp')
     model = build_recognizer(cfg, num_frames).to(device)
     return model, (1, num_frames, 3, size, size)
+
+
+def compile_model(name: str, model) -> None:
+    """``torch.compile`` (inductor) in place: the MS module itself, or a
+    recognizer's backbone (its head and data preprocessor stay eager)."""
+    (model if name == 'ms' else model.backbone).compile()
 
 
 def steps(name: str, model, batch: int, num_frames: int, size: int,
@@ -119,6 +128,8 @@ def memory_child(spec: dict) -> dict:
     else:
         model, _ = build(spec['model'], spec['frames'], spec['size'], device,
                          spec['config'])
+        if spec.get('compiled'):
+            compile_model(spec['model'], model)
         step = steps(spec['model'], model, spec['batch'], spec['frames'],
                      spec['size'], device)['train']
     step()  # warm-up: lazily allocated state (optimizer buffers) exists
@@ -145,6 +156,11 @@ def run_grid(args, device: torch.device) -> list:
                              args.msnet_config) for name in args.models}
         complexity = {name: model_complexity(model, shape)
                       for name, (model, shape) in built.items()}
+        if args.compiled:
+            # After the FLOP counter (it traces the eager model); the warm-up
+            # rounds compile (train and eval are two graphs).
+            for name, (model, _) in built.items():
+                compile_model(name, model)
         for batch in args.batch_sizes:
             callables = {name: steps(name, model, batch, num_frames,
                                      args.size, device)
@@ -164,7 +180,8 @@ def run_grid(args, device: torch.device) -> list:
                     memory = measure_memory(
                         dict(kind='model', model=name, batch=batch,
                              frames=num_frames, size=args.size,
-                             config=args.msnet_config), device,
+                             config=args.msnet_config,
+                             compiled=args.compiled), device,
                         callables[name]['train'], args.threads)
                 train, infer = times['train'][name], times['infer'][name]
                 rows.append(dict(
@@ -265,31 +282,39 @@ def compile_child(spec: dict) -> dict:
         module = MotionSqueeze(case['channels'], num_segments=case['frames'])
         inputs = torch.randn(case['frames'], case['channels'], case['size'],
                              case['size'])
+    elif spec['kind'] in ('tsm', 'msnet'):
+        case = COMPILE_R50
+        module = build(spec['kind'], case['frames'], case['size'],
+                       torch.device('cpu'), spec['msnet_config'])[0].backbone
+        inputs = torch.randn(case['frames'], 3, case['size'], case['size'])
     else:
         from ..deploy import build_frames_to_scores
         from ..deploy.frames_to_scores import example_frames
         case = COMPILE_DEMO
         module = build_frames_to_scores(spec['config'])
         inputs = example_frames(case['frames'], (case['size'], ) * 2)
-    compiled = compare_inference_speed(module.eval(), inputs,
-                                       repeats=1)['compiled']
+    # Not module.eval(): MMAction2's ResNet.train returns None.
+    module.eval()
+    compiled = compare_inference_speed(module, inputs, repeats=1)['compiled']
     return dict(first_call_s=compiled['first_call_s'],
                 max_abs_diff=compiled['max_abs_diff'])
 
 
 def run_compile(args, device: torch.device) -> dict:
-    """torch.compile from a cold cache (children) of MotionSqueeze(128) and
-    of the demo recognizer, and the ONNX node counts of MotionSqueeze(128)
-    for both exporters (on the CPU)."""
+    """torch.compile from a cold cache (children) of MotionSqueeze(128), of
+    the demo recognizer and of the TSM-R50 and MSNet-R50 backbones, and the
+    ONNX node counts of MotionSqueeze(128) for both exporters (on the
+    CPU)."""
     from ..deploy import export_onnx
     from ..deploy.onnx_export import onnx_node_count
     result = {}
-    for kind in ('ms', 'demo'):
+    for kind in COMPILE_KINDS:
         print(f'# compile: {kind}, cold cache', flush=True)
         with tempfile.TemporaryDirectory() as cache:
             result[f'{kind}_compile'] = in_child(
                 'compile_child', dict(kind=kind, threads=args.threads,
-                                      config=args.demo_config),
+                                      config=args.demo_config,
+                                      msnet_config=args.msnet_config),
                 dict(TORCHINDUCTOR_CACHE_DIR=cache))
     case = COMPILE_MS
     module = MotionSqueeze(case['channels'], num_segments=case['frames'])

@@ -12,7 +12,7 @@ Two exporters of torch 2.13 are offered:
 
 Exporters see MotionSqueeze's correlation and soft-argmax as plain ops
 whatever its ``correlation_impl`` (see
-:func:`msnet_plugin.models.correlation.is_exporting_or_compiling`): one
+:func:`msnet_plugin.models.tracing.is_exporting_or_compiling`): one
 batched matrix product between two fixed gathers, not one product per
 displacement.
 
