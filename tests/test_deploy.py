@@ -232,14 +232,11 @@ def test_motion_squeeze_torch_export_with_a_dynamic_batch(motion_squeeze_128):
 
 @pytest.mark.slow
 def test_torch_compile_gives_eager_outputs_and_gradients(motion_squeeze_128):
-    """CPU inductor on MotionSqueeze(128): inference, and a training step's
-    output and gradients (the compiled backward of the plain formulation)."""
-    module, traced_input, other_input, expected = motion_squeeze_128
-    with torch.no_grad():
-        compiled = torch.compile(module, dynamic=False)
-        torch.testing.assert_close(
-            compiled(other_input), expected, rtol=1e-5,
-            atol=1e-5 * float(expected.abs().max()))
+    """CPU inductor on MotionSqueeze(128): a training step's output and
+    gradients (the compiled backward of the plain formulation). Compiled
+    inference is checked by the benchmark's compile child
+    (tests/test_benchmark_tools.py), on the same module."""
+    _, _, other_input, _ = motion_squeeze_128
     torch.manual_seed(1)
     trained = MotionSqueeze(128, num_segments=8)
     grad_out = torch.randn(24, 128, 8, 8)
