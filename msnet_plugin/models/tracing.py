@@ -4,7 +4,8 @@
 ops replace the eager autograd Functions and compiled kernels;
 :func:`static_sizes` reads the sizes a graph fixes anyway (channels, height,
 width) as constants, so that ``torch.jit.trace`` and the TorchScript-based
-ONNX exporter do not record a chain of shape ops for each reshape.
+ONNX exporter do not record a chain of shape ops for each reshape, and
+``torch.compile`` does not carry them as symbols.
 """
 import warnings
 from typing import Tuple
@@ -25,13 +26,15 @@ def is_exporting_or_compiling() -> bool:
 def static_sizes(tensor: torch.Tensor, first_dim: int = 1) -> Tuple[int, ...]:
     """``tensor.shape[first_dim:]`` as Python ints.
 
-    Under ``torch.jit.trace`` sizes are traced values; these become
-    constants of the trace instead (use only for dimensions that a graph
-    fixes, never the batch dimension: reshape with -1 there).
+    Under ``torch.jit.trace`` sizes are traced values, and under
+    ``torch.compile`` with dynamic shapes (``dynamic=True``, or dynamo's
+    automatic dynamic shapes once a size changed between calls) they are
+    symbols; here they become constants of the graph instead (dynamo then
+    guards on them and compiles again for other sizes). Use only for
+    dimensions that a graph fixes, never the batch dimension: reshape with
+    -1 there. Index arithmetic on symbolic map sizes makes inductor's
+    simplifier run for minutes.
     """
-    sizes = tensor.shape[first_dim:]
-    if not torch.jit.is_tracing():
-        return tuple(sizes)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
-        return tuple(int(size) for size in sizes)
+        return tuple(int(size) for size in tensor.shape[first_dim:])
