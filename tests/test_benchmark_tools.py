@@ -203,7 +203,7 @@ def test_benchmark_report_writer_on_every_part():
         rows=[dict(row, model='tsm'), dict(row, model='msnet',
                                            train_step_s=2.1,
                                            inference_clips_per_s=0.8)],
-        onnx=dict(frames=8, size=224, threads=2,
+        onnx=dict(graph='backbone', frames=8, size=224, threads=2,
                   tsm=dict(seconds=1.0), msnet=dict(seconds=1.04)),
         compile=dict(ms_compile=dict(first_call_s=7.25),
                      demo_compile=dict(first_call_s=50.0),

@@ -60,7 +60,7 @@ def grid_markdown(rows: list) -> list:
 
 def onnx_markdown(onnx: dict) -> list:
     tsm, msnet = onnx['tsm']['seconds'], onnx['msnet']['seconds']
-    graph = onnx.get('graph', 'backbone')
+    graph = onnx['graph']
     shape = (f'(1, {onnx["frames"]}, 3, {onnx["size"]}, {onnx["size"]}) '
              'pixels' if graph == 'recognizer' else
              f'({onnx["frames"]}, 3, {onnx["size"]}, {onnx["size"]})')
@@ -89,10 +89,7 @@ def compile_markdown(compiled: dict) -> list:
 
 
 def r50_compile_rows(compiled: dict) -> list:
-    """The R50 backbones' first calls and their MSNet/TSM ratio (absent
-    from reports written before they were measured)."""
-    if 'tsm_compile' not in compiled:
-        return []
+    """The R50 backbones' first calls and their MSNet/TSM ratio."""
     tsm, msnet = (compiled[f'{name}_compile']['first_call_s']
                   for name in ('tsm', 'msnet'))
     what = '{} backbone (eval, 8 x 64 px), first call'
