@@ -155,28 +155,40 @@ def run_to_end(command, cwd):
     return output
 
 
-def run_and_signal(command, cwd, should_signal, signal_number,
-                   timeout=HANG_TIMEOUT):
-    """Start ``command``; send it ``signal_number`` as soon as
-    ``should_signal(output)`` is true (polled every 10 ms) and wait for it
-    to end. Returns its exit status and the output it printed."""
+def start_until(command, cwd, should_stop_waiting, timeout=HANG_TIMEOUT):
+    """Start ``command`` (its output to a log file in ``cwd``) and wait,
+    polling every 10 ms, until ``should_stop_waiting(output)`` is true.
+    Returns the running process and the path of its log."""
     log_path = Path(cwd) / f'output-{time.monotonic_ns()}.log'
     with open(log_path, 'w') as log:
         process = subprocess.Popen(command, cwd=cwd, stdout=log,
                                    stderr=subprocess.STDOUT, env=environment())
-        deadline = time.monotonic() + timeout
-        try:
-            while not should_signal(log_path.read_text()):
-                assert process.poll() is None, (
-                    'ended before the signal:\n' +
-                    log_path.read_text()[-4000:])
-                assert time.monotonic() < deadline, 'timed out'
-                time.sleep(0.01)
-            process.send_signal(signal_number)
-            process.wait(timeout=HANG_TIMEOUT)
-        finally:
-            process.kill()
-            process.wait()
+    deadline = time.monotonic() + timeout
+    try:
+        while not should_stop_waiting(log_path.read_text()):
+            assert process.poll() is None, (
+                'ended before the signal:\n' + log_path.read_text()[-4000:])
+            assert time.monotonic() < deadline, 'timed out'
+            time.sleep(0.01)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process, log_path
+
+
+def run_and_signal(command, cwd, should_signal, signal_number,
+                   timeout=HANG_TIMEOUT):
+    """Start ``command``; send it ``signal_number`` as soon as
+    ``should_signal(output)`` is true and wait for it to end. Returns its
+    exit status and the output it printed."""
+    process, log_path = start_until(command, cwd, should_signal, timeout)
+    try:
+        process.send_signal(signal_number)
+        process.wait(timeout=HANG_TIMEOUT)
+    finally:
+        process.kill()
+        process.wait()
     return process.returncode, log_path.read_text()
 
 
@@ -187,6 +199,14 @@ def run_and_kill(command, cwd, should_kill, timeout=HANG_TIMEOUT):
                                         signal.SIGKILL, timeout)
     assert returncode == -signal.SIGKILL
     return output
+
+
+def files_of(folder):
+    """{path: (size, mtime)} of every file under ``folder``."""
+    return {
+        str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in Path(folder).rglob('*') if path.is_file()
+    }
 
 
 def logged_losses(work_dir):
@@ -245,14 +265,42 @@ def _umask():
 
 @pytest.mark.slow
 def test_sigkill_during_save_and_mid_epoch_then_resume(tmp_path):
+    """A run SIGKILLed while it writes epoch_2.pth, then resumed, killed in
+    the middle of epoch 2 and resumed to the end: the resumed runs log the
+    uninterrupted run's losses. While the first run is writing, a second
+    training into its work directory stops with exit status 2, naming the
+    first's process and host, and writes nothing; the first --resume goes
+    on with a notice naming the dead run."""
     data_dir, work_dir = tmp_path / 'data', tmp_path / 'work'
 
-    # 1. Train without interruption through epoch 2, and SIGKILL while the
-    #    checkpoint of epoch 2 is being written (os.fsync made slow for it).
-    saving = run_and_kill(
+    # 1. Train without interruption through epoch 2, hold the save of
+    #    epoch 2 (os.fsync made slow for it), start a second training into
+    #    the same work directory, then SIGKILL the first.
+    first, first_log = start_until(
         train_command(work_dir, data_dir,
                       launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
         tmp_path, lambda out: SLOW_FSYNC_STARTED in out)
+    try:
+        before = files_of(work_dir)
+        second = subprocess.run(train_command(work_dir, data_dir),
+                                cwd=tmp_path, capture_output=True, text=True,
+                                timeout=HANG_TIMEOUT, env=environment())
+        assert first.poll() is None  # the first run went on
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == EXIT_USER_ERROR, second.stderr[-3000:]
+    assert 'Traceback' not in second.stderr
+    refusal = second.stderr.splitlines()[-1]
+    assert refusal.startswith(
+        f'error: work_dir {work_dir} is in use by another training '
+        f'(process {first.pid} on host {socket.gethostname()}, started ')
+    assert refusal.endswith(
+        f'; wait for it to end or stop it (kill {first.pid}) and resume '
+        'it with --resume, or train into another directory with '
+        '--work-dir DIR')
+    assert files_of(work_dir) == before
+    saving = first_log.read_text()
     assert 'Saving checkpoint at 1 epochs' in saving
     assert 'Saving checkpoint at 2 epochs' in saving
     assert glob.glob(f'{work_dir}/.epoch_2.pth.*.tmp*')  # the unfinished save
@@ -264,6 +312,9 @@ def test_sigkill_during_save_and_mid_epoch_then_resume(tmp_path):
     killed = run_and_kill(
         train_command(work_dir, data_dir, '--resume'), tmp_path,
         lambda out: f'Epoch(train) [2][1/{ITERS_PER_EPOCH}]' in out)
+    assert (f'notice: the training that last used {work_dir} did not end '
+            f'normally (process {first.pid} on host {socket.gethostname()}'
+            in killed)
     assert 'resumed epoch: 1, iter: 3' in killed, killed[-3000:]
 
     # 3. --resume again, from epoch_1.pth, to the end.
@@ -350,65 +401,6 @@ def test_full_disk_during_a_save_keeps_the_last_checkpoint(tmp_path):
         'device; free some space on that disk (or write elsewhere). Training '
         'stopped ' + resume_advice(work_dir))
     assert_only_epoch_1_is_left(work_dir)
-
-
-def files_of(folder):
-    """{path: (size, mtime)} of every file under ``folder``."""
-    return {
-        str(path): (path.stat().st_size, path.stat().st_mtime_ns)
-        for path in Path(folder).rglob('*') if path.is_file()
-    }
-
-
-@pytest.mark.slow
-def test_second_training_into_a_work_dir_in_use_stops_before_writing(
-        tmp_path):
-    """Two real trainings into one work directory: the second, started
-    while the first is saving epoch 2, stops with exit status 2 naming the
-    first's process and host, and writes nothing; once the first is
-    SIGKILLed, --resume goes on from epoch 1 with a notice naming the dead
-    run."""
-    data_dir, work_dir = tmp_path / 'data', tmp_path / 'work'
-    log_path = tmp_path / 'first.log'
-    with open(log_path, 'w') as log:
-        first = subprocess.Popen(
-            train_command(work_dir, data_dir,
-                          launcher=('-c', SLOW_SAVE_LAUNCHER, 'epoch_2.pth')),
-            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-            env=environment())
-    try:
-        deadline = time.monotonic() + HANG_TIMEOUT
-        while SLOW_FSYNC_STARTED not in log_path.read_text():
-            assert first.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, 'timed out'
-            time.sleep(0.05)
-        before = files_of(work_dir)
-        second = subprocess.run(train_command(work_dir, data_dir),
-                                cwd=tmp_path, capture_output=True, text=True,
-                                timeout=HANG_TIMEOUT, env=environment())
-        assert second.returncode == EXIT_USER_ERROR, second.stderr[-3000:]
-        assert 'Traceback' not in second.stderr
-        refusal = second.stderr.splitlines()[-1]
-        assert refusal.startswith(
-            f'error: work_dir {work_dir} is in use by another training '
-            f'(process {first.pid} on host {socket.gethostname()}, started ')
-        assert refusal.endswith(
-            f'; wait for it to end or stop it (kill {first.pid}) and resume '
-            'it with --resume, or train into another directory with '
-            '--work-dir DIR')
-        assert files_of(work_dir) == before
-        assert first.poll() is None  # the first run went on
-    finally:
-        first.kill()
-        first.wait()
-
-    resumed = run_to_end(train_command(work_dir, data_dir, '--resume'),
-                         tmp_path)
-    assert (f'notice: the training that last used {work_dir} did not end '
-            f'normally (process {first.pid} on host {socket.gethostname()}'
-            in resumed)
-    assert 'resumed epoch: 1, iter: 3' in resumed
-    assert (work_dir / 'epoch_2.pth').is_file()
 
 
 def test_random_state_survives_a_safe_checkpoint_round_trip(tmp_path):
