@@ -263,3 +263,32 @@ def test_torch_compile_gives_eager_outputs_and_gradients(motion_squeeze_128):
     for got, eager in zip(results[1][1:], results[0][1:]):
         torch.testing.assert_close(got, eager, rtol=1e-5,
                                    atol=1e-5 * float(scale))
+
+
+
+@pytest.mark.parametrize('training', [True, False])
+def test_torch_compile_traces_motion_squeeze_in_one_graph(one_thread,
+                                                          training):
+    """Dynamo captures a network with MotionSqueeze inside as one graph (no
+    graph break: each break is a graph of its own for inductor to compile,
+    and the code between graphs runs eagerly), with MS's plain ops in it."""
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1),
+        MotionSqueeze(16, num_segments=4, reduced_channels=8, patch_size=5),
+        torch.nn.Conv2d(16, 4, 1)).train(training)
+    x = torch.randn(8, 3, 8, 8)
+    torch._dynamo.reset()
+    try:
+        with torch.set_grad_enabled(training):
+            torch.compile(net, backend=recording_backend)(x)
+    finally:
+        torch._dynamo.reset()
+    assert len(graphs) == 1, [str(graph.graph) for graph in graphs]
+    assert 'bmm' in str(graphs[0].graph)  # the correlation's strips

@@ -35,6 +35,8 @@ def static_sizes(tensor: torch.Tensor, first_dim: int = 1) -> Tuple[int, ...]:
     -1 there. Index arithmetic on symbolic map sizes makes inductor's
     simplifier run for minutes.
     """
+    if not torch.jit.is_tracing():  # dynamo cannot trace catch_warnings
+        return tuple(int(size) for size in tensor.shape[first_dim:])
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         return tuple(int(size) for size in tensor.shape[first_dim:])
