@@ -14,6 +14,13 @@
   ``one_thread`` (a thread guard for tiny inputs).
 - The ``slow`` marker (setup.cfg) tags learning and end-to-end tests;
   ``python -m pytest -m "not slow" tests`` is the quick loop.
+- Under pytest-xdist (``python -m pytest -n 2 tests``, the README's test
+  command) each worker runs torch on one thread, and so do the tools it
+  starts, so that two workers share two cores without oversubscribing them.
+  The README's demo (the longest test) starts first, then the other slow
+  tests, and a worker that runs out of tests takes some of the other's
+  (xdist's work stealing), so that the short tests fill the gaps at the end
+  instead of a long one starting last.
 """
 import collections
 import importlib.util
@@ -33,6 +40,25 @@ from mmengine.visualization import Visualizer
 
 import msnet_plugin  # noqa: F401  (registers the plugin's classes)
 from repo_paths import DEMO_CONFIG, REPO
+
+
+def pytest_configure(config):
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        os.environ['OMP_NUM_THREADS'] = '1'  # for the tools' interpreters
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get('PYTEST_XDIST_WORKER'):  # every worker sorts alike
+        items.sort(key=lambda item: (
+            item.name != 'test_demo_as_in_readme_learns_motion',
+            item.get_closest_marker('slow') is None))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import WorkStealingScheduling
+    return WorkStealingScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
