@@ -36,8 +36,9 @@ class _RecomputedConvBNReLU(torch.autograd.Function):
             else (bn.running_mean, bn.running_var)
         ctx.save_for_backward(x, conv_weight, bn_weight, bn_bias)
         # The modules themselves: batch norm updates its running statistics
-        # here, once.
-        return F.relu(bn(conv(x)))
+        # here, once. ReLU in place: no autograd records this forward, and a
+        # fresh full-size buffer costs more than the ReLU.
+        return bn(conv(x)).relu_()
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -49,11 +50,14 @@ class _RecomputedConvBNReLU(torch.autograd.Function):
                 x.device.type, dtype=dtype, enabled=enabled):
             # The statistics forward used; no running-statistics update.
             running_mean, running_var = ctx.running_stats or (None, None)
+            # ReLU in place: batch norm's backward needs its input, not
+            # its output.
             output = F.relu(
                 F.batch_norm(
                     F.conv2d(inputs[0], conv_weight, None, *ctx.conv_args),
                     running_mean, running_var, bn_weight, bn_bias,
-                    training=ctx.running_stats is None, eps=ctx.eps))
+                    training=ctx.running_stats is None, eps=ctx.eps),
+                inplace=True)
         wanted = [i for i, needed in enumerate(ctx.needs_input_grad[:4])
                   if needed]
         grads = torch.autograd.grad(output, [inputs[i] for i in wanted],
