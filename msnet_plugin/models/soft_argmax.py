@@ -280,21 +280,25 @@ def _normalised_expectation(weights: torch.Tensor):
 
 
 class GaussianSoftArgmax(torch.autograd.Function):
-    """Kernel soft-argmax displacement of a ReLU'd correlation.
+    """Kernel soft-argmax displacement and confidence of a ReLU'd
+    correlation.
 
     ``GaussianSoftArgmax.apply(correlation, best_index, patch_size, sigma,
     temperature, chunk_elements)`` maps (B, P*P, H, W) and its (B, 1, H, W)
     argmax over displacements to the displacement (B, 2, H, W): channel
-    0 = dx, 1 = dy, divided by d = P // 2. No gradient flows to
-    ``best_index`` (the Gaussian is fixed, as in the paper). Not twice
+    0 = dx, 1 = dy, divided by d = P // 2, and the confidence (B, 1, H, W),
+    the correlation at the argmax (its gradient is added there, in place:
+    no full-size zeros and sum as for a separate gather). No gradient flows
+    to ``best_index`` (the Gaussian is fixed, as in the paper). Not twice
     differentiable.
     """
 
     @staticmethod
     def forward(ctx, correlation: torch.Tensor, best_index: torch.Tensor,
                 patch_size: int, sigma: float, temperature: float,
-                chunk_elements: int) -> torch.Tensor:
+                chunk_elements: int):
         batch, _, height, width = correlation.shape
+        confidence = correlation.gather(1, best_index)
         displacement = correlation.new_empty(batch, 2, height, width)
         dtype = torch.promote_types(correlation.dtype, torch.float32)
         totals = correlation.new_empty(batch, 1, height, width, dtype=dtype)
@@ -308,11 +312,12 @@ class GaussianSoftArgmax(torch.autograd.Function):
         ctx.save_for_backward(correlation, best_index, displacement, totals)
         ctx.settings = (patch_size, sigma, temperature, chunk_elements)
         ctx.mark_non_differentiable(best_index)
-        return displacement
+        return displacement, confidence
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_displacement: torch.Tensor):
+    def backward(ctx, grad_displacement: torch.Tensor,
+                 grad_confidence: torch.Tensor):
         correlation, best_index, displacement, totals = ctx.saved_tensors
         patch_size, sigma, temperature, chunk_elements = ctx.settings
         batch = correlation.shape[0]
@@ -334,6 +339,8 @@ class GaussianSoftArgmax(torch.autograd.Function):
                 weights *= along_x.unsqueeze(1) + along_y.unsqueeze(2)
                 torch.mul(weights, scaled_gaussian,
                           out=grad_correlation[part].view_as(weights))
+        grad_correlation.scatter_add_(1, best_index, grad_confidence.to(
+            grad_correlation.dtype))
         return grad_correlation, None, None, None, None, None
 
 
@@ -388,14 +395,10 @@ def kernel_soft_argmax(correlation: torch.Tensor,
                                      patch_size, temperature, sigma)
     _, best_index = _max_and_first_argmax(correlation.detach(), patch_size,
                                           dim=1)
-    # Its gradient goes to the argmax, as max(dim=1)'s does.
-    confidence = correlation.gather(1, best_index)
     if chunk_elements is None:
         chunk_elements = default_chunk_elements(correlation.device)
-    displacement = GaussianSoftArgmax.apply(correlation, best_index,
-                                            patch_size, sigma, temperature,
-                                            chunk_elements)
-    return displacement, confidence
+    return GaussianSoftArgmax.apply(correlation, best_index, patch_size,
+                                    sigma, temperature, chunk_elements)
 
 
 def plain_soft_argmax(correlation: torch.Tensor, patch_size: int,
