@@ -125,3 +125,39 @@ def test_gradients_and_running_stats_match_the_plain_modules(
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     for a, b in zip(folded.buffers(), plain.buffers()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('in_channels,out_channels,momentum', [
+    (64, 128, 0.1), (8, 16, None), (16, 4, 0.3)])
+def test_input_stats_tail_matches_the_modules(in_channels, out_channels,
+                                              momentum):
+    """The recomputed tail with batch statistics from its input's
+    (recomputed_tail._InputStatsConvBNReLU), in float64: output, gradients
+    of the input and of every parameter, running statistics (twice, so
+    that a cumulative average shows) and the batch count as the modules
+    give them."""
+    from msnet_plugin.models.recomputed_tail import recomputed_conv_bn_relu
+    torch.manual_seed(0)
+    block = conv_bn_relu(in_channels, out_channels).double()
+    block[1].momentum = momentum
+    randomise_batch_norms(block)
+    reference = conv_bn_relu(in_channels, out_channels).double()
+    reference.load_state_dict(block.state_dict())
+    reference[1].momentum = momentum
+    for _ in range(2):
+        # A ReLU'd input, as the depthwise block before it gives.
+        x = torch.randn(4, in_channels, 5, 7, dtype=torch.float64).relu_()
+        grad_out = torch.randn(4, out_channels, 5, 7, dtype=torch.float64)
+        results = []
+        for run, module in ((recomputed_conv_bn_relu, block),
+                            (lambda m, inputs: m(inputs), reference)):
+            leaf = x.clone().requires_grad_()
+            out = run(module, leaf)
+            out.backward(grad_out)
+            results.append([out, leaf.grad] +
+                           [p.grad for p in module.parameters()])
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+        for a, b in zip(block.buffers(), reference.buffers()):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert block[1].num_batches_tracked == 2

@@ -44,6 +44,13 @@ def folded_conv_bn(conv: nn.Conv2d,
             bn.bias - bn.running_mean * scale)
 
 
+def is_pointwise(conv: nn.Conv2d) -> bool:
+    """True for a 1x1 convolution that :func:`pointwise_conv` can run: stride
+    1, no padding, no groups."""
+    return (conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.padding == (0, 0) and conv.groups == 1)
+
+
 def pointwise_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """A 1x1 convolution without bias as one matrix product.
 
@@ -78,8 +85,7 @@ def folded_conv_bn_relu(block: nn.Sequential,
     if not uses_running_stats(bn):
         return block(x)
     weight, bias = folded_conv_bn(conv, bn)
-    if conv.kernel_size == (1, 1) and conv.groups == 1 \
-            and conv.stride == (1, 1) and conv.padding == (0, 0):
+    if is_pointwise(conv):
         output = pointwise_conv(x, weight).add_(bias.view(-1, 1, 1))
     else:
         output = F.conv2d(x, weight, bias, conv.stride, conv.padding,
