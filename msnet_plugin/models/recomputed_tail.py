@@ -138,19 +138,25 @@ class _InputStatsConvBNReLU(torch.autograd.Function):
         grad_shift = grad.sum(2).sum(0)
         # sum over positions of grad * x^T: (C_out, C_in).
         grad_outer = torch.bmm(grad, flat.transpose(1, 2)).sum(0)
-        # Batch norm's backward with x_hat = invstd * (W x - mean).
+        # Batch norm's backward with x_hat = invstd * (W x - mean):
+        # grad_z = scale * (grad - grad_shift / count)
+        #          - along_x_hat * (W (x - mean_x)).
         grad_bn_weight = invstd * ((grad_outer * weight).sum(1) -
                                    mean * grad_shift)
         along_x_hat = scale * invstd * grad_bn_weight / count
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            scaled_weight = scale.view(-1, 1) * weight
-            grad_x = (torch.matmul(scaled_weight.t(), grad) - torch.matmul(
-                weight.t() @ (along_x_hat.view(-1, 1) * weight),
-                flat - mean_x.view(1, -1, 1)) -
-                      (weight.t() @ (scale * grad_shift) / count).view(
-                          1, -1, 1)).view_as(x)
+            # W^T grad_z, the last term through the (C_in, C_in) matrix
+            # W^T diag(along_x_hat) W on the small input.
+            through_mean = weight.t() @ (scale * grad_shift) / count
+            through_x_hat = weight.t() @ (along_x_hat.view(-1, 1) * weight)
+            grad_x = (torch.matmul((scale.view(-1, 1) * weight).t(), grad) -
+                      through_mean.view(1, -1, 1) -
+                      torch.matmul(through_x_hat,
+                                   flat - mean_x.view(1, -1, 1))).view_as(x)
         if ctx.needs_input_grad[1]:
+            # sum over positions of grad_z x^T; sum of x = count * mean_x,
+            # sum of (x - mean_x) x^T = count * cov_x.
             grad_weight = (scale.view(-1, 1) * grad_outer -
                            (scale * grad_shift).view(-1, 1) * mean_x -
                            count * along_x_hat.view(-1, 1) *
@@ -175,6 +181,8 @@ def recomputed_conv_bn_relu(block: nn.Sequential,
     would have to gather again): (N, C_in, H, W) -> (N, C_out, H, W),
     keeping only ``x`` for backward."""
     conv, bn, _ = block
+    # Batch statistics over more than one value per channel (else batch
+    # norm's own error), float32 or wider throughout.
     if (is_pointwise(conv) and bn.training and bn.affine
             and not torch.is_autocast_enabled(x.device.type)
             and x.numel() > x.shape[1]):
