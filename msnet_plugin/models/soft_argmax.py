@@ -374,7 +374,8 @@ def kernel_soft_argmax(correlation: torch.Tensor,
 
     Args:
         correlation (Tensor): (B, P*P, H, W), P = patch_size, channel
-            ``(dy + d) * P + (dx + d)`` for d = P // 2.
+            ``(dy + d) * P + (dx + d)`` for d = P // 2; >= 0 (ReLU'd): the
+            eager Function takes the largest logit to be at the argmax.
         patch_size (int): P, odd.
         sigma (float): std of the Gaussian kernel, in grid units.
         temperature (float): softmax logits are ``correlation * temperature``.
