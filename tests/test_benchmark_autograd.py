@@ -42,11 +42,11 @@ def test_unknown_variant_is_named():
 def test_only_the_first_tail_variant_recomputes_the_tail(monkeypatch):
     """'plain autograd' and 'with_cp' really are the alternatives: they do
     not go through the recomputed tail's Function."""
-    from msnet_plugin.models import recomputed_tail
+    from msnet_plugin.models import motion_squeeze
     calls = []
-    apply = recomputed_tail._RecomputedConvBNReLU.apply
-    monkeypatch.setattr(recomputed_tail._RecomputedConvBNReLU, 'apply',
-                        lambda *args: calls.append(1) or apply(*args))
+    recompute = motion_squeeze.recomputed_conv_bn_relu
+    monkeypatch.setattr(motion_squeeze, 'recomputed_conv_bn_relu',
+                        lambda *args: calls.append(1) or recompute(*args))
     counts = {}
     for variant in VARIANTS['tail']:
         calls.clear()

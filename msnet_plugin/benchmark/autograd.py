@@ -98,7 +98,7 @@ def variant_step(case_name: str, variant: str, case: dict,
                 best = corr.max(dim=1, keepdim=True)[1]
                 return GaussianSoftArgmax.apply(
                     leaves[0].permute(0, 3, 1, 2), best, PATCH, SIGMA,
-                    TEMPERATURE, chunk)
+                    TEMPERATURE, chunk)[0]
         else:
             leaves = value.requires_grad_(),
 

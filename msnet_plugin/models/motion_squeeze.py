@@ -12,6 +12,7 @@ import torch.utils.checkpoint as cp
 from mmaction.registry import MODELS
 
 from .correlation import check_impl_name, local_correlation
+from .folded_blocks import folded_conv_bn_relu
 from .recomputed_tail import recomputed_conv_bn_relu
 from .soft_argmax import kernel_soft_argmax, plain_soft_argmax
 from .tracing import is_exporting_or_compiling, static_sizes
@@ -224,7 +225,7 @@ class MotionSqueeze(nn.Module):
         """(N*T, C, H, W) -> (N*(T-1), patch_size^2, H, W) ReLU'd correlation
         of the reduced, L2-normalised features of frames t and t+1."""
         self._check_input(x)
-        features = self.reduce(x)
+        features = self._conv_bn_relu(self.reduce, x)
         channels, height, width = static_sizes(features)
         features = l2_normalize_channels(features).view(
             -1, self.num_segments, channels, height, width)
@@ -253,19 +254,32 @@ class MotionSqueeze(nn.Module):
             displacement]
         return self._transform(torch.cat(maps, dim=1))
 
+    def _conv_bn_relu(self, block: nn.Sequential,
+                      x: torch.Tensor) -> torch.Tensor:
+        """``block(x)`` for one conv-BN-ReLU block; eagerly with the batch
+        norm folded into the convolution where it uses running statistics
+        (:func:`.folded_blocks.folded_conv_bn_relu`); exporters and compilers
+        get the modules."""
+        if is_exporting_or_compiling():
+            return block(x)
+        return folded_conv_bn_relu(block, x)
+
     def _transform(self, maps: torch.Tensor) -> torch.Tensor:
-        """``self.transform(maps)``; in eager training (without ``with_cp``,
-        which recomputes everything) the last pointwise conv-BN-ReLU, at
-        out_channels and full size, is recomputed in backward instead of
-        kept (:mod:`.recomputed_tail`); not with SyncBatchNorm (e.g. after
-        mmengine's ``sync_bn``)."""
-        depthwise, pointwise = self.transform[-1]
-        if not (self.training and torch.is_grad_enabled()
-                and not self.with_cp and not is_exporting_or_compiling()
-                and type(pointwise[1]) is nn.BatchNorm2d):
-            return self.transform(maps)
-        return recomputed_conv_bn_relu(pointwise,
-                                       depthwise(self.transform[:-1](maps)))
+        """``self.transform(maps)``, block by block (:meth:`_conv_bn_relu`);
+        in eager training (without ``with_cp``, which recomputes everything)
+        the last pointwise conv-BN-ReLU, at out_channels and full size, is
+        recomputed in backward instead of kept (:mod:`.recomputed_tail`);
+        not with SyncBatchNorm (e.g. after mmengine's ``sync_bn``)."""
+        blocks = [block for stage in self.transform for block in stage]
+        if (self.training and torch.is_grad_enabled() and not self.with_cp
+                and not is_exporting_or_compiling()
+                and type(blocks[-1][1]) is nn.BatchNorm2d):
+            for block in blocks[:-1]:
+                maps = self._conv_bn_relu(block, maps)
+            return recomputed_conv_bn_relu(blocks[-1], maps)
+        for block in blocks:
+            maps = self._conv_bn_relu(block, maps)
+        return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N*T, C, H, W) -> (N*T, C, H, W): x plus the motion features."""
@@ -281,4 +295,8 @@ class MotionSqueeze(nn.Module):
             motion = self.motion_features(x)
         if self.zero_init_residual:
             motion = self.residual_scale(motion)
-        return x + motion
+        if (motion.requires_grad or motion.dtype != x.dtype
+                or is_exporting_or_compiling()):
+            return x + motion
+        # No autograd keeps the motion features: x goes into their buffer.
+        return motion.add_(x)

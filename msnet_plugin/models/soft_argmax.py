@@ -12,8 +12,12 @@ Written plainly, the Gaussian weighting and the softmax make three
 (B, P*P, H, W) tensors that autograd keeps until backward, each as large as
 the correlation. :class:`GaussianSoftArgmax` keeps none: its forward works
 on a few clips at a time, in place, and saves only the correlation (which
-the ReLU before it keeps anyway), the argmax indices and the (B, 2, H, W)
-result; its backward recomputes the softmax a few clips at a time.
+the ReLU before it keeps anyway), the argmax indices, the (B, 2, H, W)
+result and the softmax's (B, 1, H, W) sums; its backward recomputes the
+softmax a few clips at a time. The largest logit is known without a pass
+(the peak correlation times the temperature), and one matrix product gives
+the expected offsets and the softmax's sum together, so the probabilities
+are never normalised element by element.
 Exporters and compilers get plain ops instead, over the window's last axis
 (:func:`soft_argmax_last_axis`), as runtimes such as onnxruntime run a
 softmax natively.
@@ -94,14 +98,19 @@ def _gaussian(best_index: torch.Tensor, patch_size: int, sigma: float,
     return gauss_y.unsqueeze(axis + 1) * gauss_x.unsqueeze(axis)
 
 
-def _offset_weights(patch_size: int, like: torch.Tensor) -> torch.Tensor:
+def _offset_weights(patch_size: int, like: torch.Tensor,
+                    with_sum: bool = False) -> torch.Tensor:
     """(2, P*P): the horizontal (row 0) and vertical (row 1) offset of each
-    window entry ``ky * P + kx``, divided by d, like's dtype."""
+    window entry ``ky * P + kx``, divided by d, like's dtype; ``with_sum``:
+    (3, P*P), a row of ones below them."""
     offsets = _offsets(patch_size, like)
-    return torch.stack([
+    rows = [
         offsets.view(1, patch_size).expand(patch_size, patch_size),
         offsets.view(patch_size, 1).expand(patch_size, patch_size)
-    ]).reshape(2, patch_size * patch_size)
+    ]
+    if with_sum:
+        rows.append(torch.ones_like(rows[0]))
+    return torch.stack(rows).reshape(len(rows), patch_size * patch_size)
 
 
 def _expectation(prob: torch.Tensor) -> torch.Tensor:
@@ -119,31 +128,43 @@ def _expectation(prob: torch.Tensor) -> torch.Tensor:
                         flat).view(-1, 2, height, width)
 
 
-def _max_and_first_argmax(correlation: torch.Tensor, patch_size: int):
-    """Maximum over the window's last axis and the first window entry (in
-    ``ky * P + kx`` order) that reaches it, as ``max(dim=-1)`` gives them,
-    in two passes that runtimes run fast: the maximum of each window row,
-    then the first row reaching the largest and the first entry of that
-    row reaching it (onnxruntime's ArgMax over P*P values per position
-    costs several times a ReduceMax).
+def _max_and_first_argmax(correlation: torch.Tensor, patch_size: int,
+                          dim: int = -1):
+    """Maximum over the window axis ``dim`` and the first window entry (in
+    ``ky * P + kx`` order) that reaches it, as ``max(dim=dim)`` gives them,
+    in passes that run fast: the maximum of each window row, then the first
+    row reaching the largest and the first entry of that row reaching it
+    (onnxruntime's ArgMax over P*P values per position costs several times
+    a ReduceMax; eager ``max(dim=1)`` over the P*P channels several times an
+    ``amax``).
 
     Args:
-        correlation (Tensor): (B, H, W, P*P).
+        correlation (Tensor): 4-D, the P*P window entries along ``dim``:
+            (B, H, W, P*P) for ``dim=-1``, (B, P*P, H, W) for ``dim=1``.
+        dim (int): the window axis, 1 or -1 (3).
 
     Returns:
-        tuple[Tensor, Tensor]: the maximum (B, H, W, 1) and its index
-        (B, H, W, 1), int64.
+        tuple[Tensor, Tensor]: the maximum and its index (int64), both of
+        ``correlation``'s shape with size 1 along ``dim``.
     """
-    height, width, _ = static_sizes(correlation)
-    row_max = correlation.view(-1, height, width, patch_size,
-                               patch_size).amax(dim=-1)
-    confidence, best_row = row_max.max(dim=-1, keepdim=True)
+    dim = dim % correlation.dim()
+    sizes = list(static_sizes(correlation))
+    sizes[dim - 1:dim] = [patch_size, patch_size]
+    row_max = correlation.view([-1] + sizes).amax(dim=dim + 1)
+    confidence, best_row = row_max.max(dim=dim, keepdim=True)
     row_start = best_row * patch_size
+    entry_shape = [1] * correlation.dim()
+    entry_shape[dim] = patch_size
     best_row_values = torch.gather(
-        correlation, 3,
-        row_start + torch.arange(patch_size, device=correlation.device))
-    return confidence, row_start + best_row_values.argmax(dim=-1,
-                                                          keepdim=True)
+        correlation, dim, row_start + torch.arange(
+            patch_size, device=correlation.device).view(entry_shape))
+    if is_exporting_or_compiling():
+        best_entry = best_row_values.argmax(dim=dim, keepdim=True)
+    else:
+        # Eagerly max's indices: argmax over a channel axis runs several
+        # times slower.
+        best_entry = best_row_values.max(dim=dim, keepdim=True)[1]
+    return confidence, row_start + best_entry
 
 
 def _gaussian_table(patch_size: int, sigma: float, temperature: float,
@@ -210,85 +231,116 @@ def soft_argmax_last_axis(correlation: torch.Tensor, patch_size: int,
             confidence.view(-1, 1, height, width))
 
 
-def _probabilities(correlation: torch.Tensor, best_index: torch.Tensor,
-                   patch_size: int, sigma: float,
-                   temperature: float) -> torch.Tensor:
-    """softmax(T * gaussian * correlation) over displacements, in place on
-    one temporary, and the temperature-scaled Gaussian.
+def _exp_logits(correlation: torch.Tensor, best_index: torch.Tensor,
+                patch_size: int, sigma: float,
+                temperature: float) -> torch.Tensor:
+    """exp(T * w * c - T * c_max) over displacements, floored as
+    :data:`LOGIT_FLOOR` says: the softmax before its normalisation, in
+    place on one temporary; and the temperature-scaled Gaussian ``T * w``.
+
+    The largest logit needs no pass of its own: it is ``T * c_max``, at the
+    argmax, where the Gaussian is 1; elsewhere ``w * c <= c <= c_max`` as
+    the correlation is ReLU'd (``w <= 1``, ``c >= 0``).
 
     Args:
-        correlation (Tensor): (b, P*P, H, W) for a few clips.
+        correlation (Tensor): (b, P*P, H, W), >= 0, for a few clips.
         best_index (Tensor): (b, 1, H, W) argmax over displacements.
 
     Returns:
-        tuple[Tensor, Tensor]: probabilities (b, P, P, H, W) and ``T * w``
-        (b, P, P, H, W), float32 or wider.
+        tuple[Tensor, Tensor]: unnormalised probabilities (b, P, P, H, W),
+        1 at the argmax, and ``T * w`` (b, P, P, H, W), float32 or wider.
     """
     batch, _, height, width = correlation.shape
     dtype = torch.promote_types(correlation.dtype, torch.float32)
     scaled_gaussian = _gaussian(best_index, patch_size, sigma, dtype,
                                 scale=temperature)
-    probabilities = correlation.reshape(batch, patch_size, patch_size, height,
-                                        width) * scaled_gaussian
-    flat = probabilities.view(batch, -1, height, width)
-    flat -= flat.amax(dim=1, keepdim=True)
-    if flat.dtype == torch.float32:
-        flat.clamp_(min=LOGIT_FLOOR)
-    flat.exp_()
-    flat /= flat.sum(dim=1, keepdim=True)
-    return probabilities, scaled_gaussian
+    peak_logit = correlation.gather(1, best_index).to(dtype) * temperature
+    # T * w * c - T * c_max in one pass.
+    weights = torch.addcmul(
+        -peak_logit.unsqueeze(1),
+        correlation.reshape(batch, patch_size, patch_size, height, width),
+        scaled_gaussian)
+    if weights.dtype == torch.float32:
+        weights.clamp_(min=LOGIT_FLOOR)
+    return weights.exp_(), scaled_gaussian
+
+
+def _normalised_expectation(weights: torch.Tensor):
+    """(b, P, P, H, W) unnormalised probabilities -> expected offsets
+    (b, 2, H, W), channel 0 = dx, 1 = dy, and the weights' sum over the
+    window (b, 1, H, W): one matrix product with the offsets and a row of
+    ones (one pass over the weights), then a division of its small
+    result."""
+    patch_size, _, height, width = static_sizes(weights)
+    flat = weights.reshape(-1, patch_size * patch_size, height * width)
+    moments = torch.matmul(_offset_weights(patch_size, weights, True),
+                           flat).view(-1, 3, height, width)
+    total = moments[:, 2:]
+    return moments[:, :2] / total, total
 
 
 class GaussianSoftArgmax(torch.autograd.Function):
-    """Kernel soft-argmax displacement of a ReLU'd correlation.
+    """Kernel soft-argmax displacement and confidence of a ReLU'd
+    correlation.
 
     ``GaussianSoftArgmax.apply(correlation, best_index, patch_size, sigma,
     temperature, chunk_elements)`` maps (B, P*P, H, W) and its (B, 1, H, W)
     argmax over displacements to the displacement (B, 2, H, W): channel
-    0 = dx, 1 = dy, divided by d = P // 2. No gradient flows to
-    ``best_index`` (the Gaussian is fixed, as in the paper). Not twice
+    0 = dx, 1 = dy, divided by d = P // 2, and the confidence (B, 1, H, W),
+    the correlation at the argmax (its gradient is added there, in place:
+    no full-size zeros and sum as for a separate gather). No gradient flows
+    to ``best_index`` (the Gaussian is fixed, as in the paper). Not twice
     differentiable.
     """
 
     @staticmethod
     def forward(ctx, correlation: torch.Tensor, best_index: torch.Tensor,
                 patch_size: int, sigma: float, temperature: float,
-                chunk_elements: int) -> torch.Tensor:
+                chunk_elements: int):
         batch, _, height, width = correlation.shape
+        confidence = correlation.gather(1, best_index)
         displacement = correlation.new_empty(batch, 2, height, width)
+        dtype = torch.promote_types(correlation.dtype, torch.float32)
+        totals = correlation.new_empty(batch, 1, height, width, dtype=dtype)
         with torch.autocast(correlation.device.type, enabled=False):
             for part in _chunks(batch, correlation[0].numel(),
                                 chunk_elements):
-                prob, _ = _probabilities(correlation[part], best_index[part],
+                weights, _ = _exp_logits(correlation[part], best_index[part],
                                          patch_size, sigma, temperature)
-                displacement[part] = _expectation(prob)
-        ctx.save_for_backward(correlation, best_index, displacement)
+                displacement[part], totals[part] = _normalised_expectation(
+                    weights)
+        ctx.save_for_backward(correlation, best_index, displacement, totals)
         ctx.settings = (patch_size, sigma, temperature, chunk_elements)
         ctx.mark_non_differentiable(best_index)
-        return displacement
+        return displacement, confidence
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_displacement: torch.Tensor):
-        correlation, best_index, displacement = ctx.saved_tensors
+    def backward(ctx, grad_displacement: torch.Tensor,
+                 grad_confidence: torch.Tensor):
+        correlation, best_index, displacement, totals = ctx.saved_tensors
         patch_size, sigma, temperature, chunk_elements = ctx.settings
         batch = correlation.shape[0]
         grad_correlation = torch.empty_like(correlation)
         with torch.autocast(correlation.device.type, enabled=False):
             for part in _chunks(batch, correlation[0].numel(),
                                 chunk_elements):
-                prob, scaled_gaussian = _probabilities(
+                weights, scaled_gaussian = _exp_logits(
                     correlation[part], best_index[part], patch_size, sigma,
                     temperature)
-                offsets = _offsets(patch_size, prob)
-                grad = grad_displacement[part].to(prob.dtype)
-                disp = displacement[part].to(prob.dtype)
+                offsets = _offsets(patch_size, weights)
+                # The probabilities are weights / totals: the division goes
+                # into the (b, 2, H, W) factor.
+                grad = grad_displacement[part].to(weights.dtype) / totals[part]
+                disp = displacement[part].to(weights.dtype)
                 # (b, 1, P, H, W) along x plus (b, P, 1, H, W) along y.
                 along_x = grad[:, 0:1] * (offsets - disp[:, 0:1])
                 along_y = grad[:, 1:2] * (offsets - disp[:, 1:2])
-                prob *= along_x.unsqueeze(1) + along_y.unsqueeze(2)
-                prob *= scaled_gaussian
-                grad_correlation[part] = prob.view_as(correlation[part])
+                weights *= along_x.unsqueeze(1) + along_y.unsqueeze(2)
+                torch.mul(weights, scaled_gaussian,
+                          out=grad_correlation[part].view_as(weights))
+        grad_correlation.scatter_add_(1, best_index, grad_confidence.to(
+            grad_correlation.dtype))
         return grad_correlation, None, None, None, None, None
 
 
@@ -322,7 +374,8 @@ def kernel_soft_argmax(correlation: torch.Tensor,
 
     Args:
         correlation (Tensor): (B, P*P, H, W), P = patch_size, channel
-            ``(dy + d) * P + (dx + d)`` for d = P // 2.
+            ``(dy + d) * P + (dx + d)`` for d = P // 2; >= 0 (ReLU'd): the
+            eager Function takes the largest logit to be at the argmax.
         patch_size (int): P, odd.
         sigma (float): std of the Gaussian kernel, in grid units.
         temperature (float): softmax logits are ``correlation * temperature``.
@@ -341,13 +394,12 @@ def kernel_soft_argmax(correlation: torch.Tensor,
         # autograd Function.
         return soft_argmax_last_axis(correlation.permute(0, 2, 3, 1),
                                      patch_size, temperature, sigma)
-    confidence, best_index = correlation.max(dim=1, keepdim=True)
+    _, best_index = _max_and_first_argmax(correlation.detach(), patch_size,
+                                          dim=1)
     if chunk_elements is None:
         chunk_elements = default_chunk_elements(correlation.device)
-    displacement = GaussianSoftArgmax.apply(correlation, best_index,
-                                            patch_size, sigma, temperature,
-                                            chunk_elements)
-    return displacement, confidence
+    return GaussianSoftArgmax.apply(correlation, best_index, patch_size,
+                                    sigma, temperature, chunk_elements)
 
 
 def plain_soft_argmax(correlation: torch.Tensor, patch_size: int,
