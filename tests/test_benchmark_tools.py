@@ -183,8 +183,9 @@ def test_benchmark_profile_part_names_where_ms_spends_its_step(
     assert shares == sorted(shares, reverse=True)
     assert 0.5 < sum(shares) <= 1 + 1e-9
     ops = {op['op']: op for op in profile['ops']}
-    # Five convolutions, forward and backward, each step.
-    assert ops['aten::convolution_backward']['calls_per_step'] == 9
+    # Nine convolutions each step; the last (64 -> 512, the recomputed
+    # tail) runs as matrix products in its own autograd Function.
+    assert ops['aten::convolution_backward']['calls_per_step'] == 8
     table = (tmp_path / 'benchmark.md').read_text()
     assert 'Where a training step of the MS module alone goes' in table
     assert '| aten::convolution_backward |' in table
