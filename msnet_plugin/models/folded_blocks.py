@@ -6,7 +6,7 @@ it, the block is one convolution with a bias and a ReLU applied in place:
 no separate batch-norm pass and no extra buffer at the block's channels
 (512 at MotionSqueeze's last block after ResNet-50 layer2). A 1x1
 convolution runs as one matrix product on (N, C, H*W) views
-(:func:`pointwise_conv`), which measured faster on the CPU than the
+(:func:`scaled_pointwise_conv_relu`), which measured faster on the CPU than the
 convolution kernels for these sizes. Same parameters, same outputs within
 float32 rounding; autograd sees the folded weights as functions of the
 module's parameters, so gradients flow to them unchanged. Exporters and
@@ -26,45 +26,44 @@ def uses_running_stats(bn: nn.Module) -> bool:
     return not bn.training and bn.running_mean is not None
 
 
-def folded_conv_bn(conv: nn.Conv2d,
-                   bn: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The weight and bias of one convolution equal to ``bn(conv(x))`` for a
-    batch norm that uses its running statistics.
-
-    Args:
-        conv (nn.Conv2d): without bias, weight (C_out, C_in / groups, k, k).
-        bn (nn.Module): a batch norm over C_out channels, affine.
-
-    Returns:
-        tuple[Tensor, Tensor]: weight (C_out, C_in / groups, k, k), the
-        conv's scaled per output channel; bias (C_out,).
-    """
+def running_scale_shift(
+        bn: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The (C,) ``scale`` and ``shift`` with ``bn(z) = scale * z + shift``
+    per channel, for an affine batch norm that uses its running
+    statistics."""
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    return (conv.weight * scale.view(-1, 1, 1, 1),
-            bn.bias - bn.running_mean * scale)
+    return scale, bn.bias - bn.running_mean * scale
 
 
 def is_pointwise(conv: nn.Conv2d) -> bool:
-    """True for a 1x1 convolution that :func:`pointwise_conv` can run: stride
-    1, no padding, no groups."""
+    """True for a 1x1 convolution that :func:`scaled_pointwise_conv_relu`
+    can run: stride 1, no padding, no groups."""
     return (conv.kernel_size == (1, 1) and conv.stride == (1, 1)
             and conv.padding == (0, 0) and conv.groups == 1)
 
 
-def pointwise_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """A 1x1 convolution without bias as one matrix product.
+def scaled_pointwise_conv_relu(x: torch.Tensor, weight: torch.Tensor,
+                               scale: torch.Tensor,
+                               shift: torch.Tensor) -> torch.Tensor:
+    """``relu(scale * conv1x1(x, weight) + shift)`` per output channel, as
+    one matrix product with the scale folded into the weight, the shift and
+    the ReLU in place on its output.
 
     Args:
         x (Tensor): (N, C_in, H, W).
-        weight (Tensor): (C_out, C_in, 1, 1).
+        weight (Tensor): a 1x1 convolution's weight without bias,
+            (C_out, C_in, 1, 1) (or (C_out, C_in)).
+        scale (Tensor): (C_out,).
+        shift (Tensor): (C_out,).
 
     Returns:
         Tensor: (N, C_out, H, W), contiguous.
     """
     batch, channels, height, width = x.shape
-    return torch.matmul(weight.view(-1, channels),
-                        x.reshape(batch, channels, height * width)).view(
-                            batch, -1, height, width)
+    folded = scale.view(-1, 1) * weight.view(-1, channels)
+    return torch.matmul(folded, x.reshape(batch, channels,
+                                          height * width)).view(
+        batch, -1, height, width).add_(shift.view(-1, 1, 1)).relu_()
 
 
 def folded_conv_bn_relu(block: nn.Sequential,
@@ -84,10 +83,9 @@ def folded_conv_bn_relu(block: nn.Sequential,
     conv, bn, _ = block
     if not uses_running_stats(bn):
         return block(x)
-    weight, bias = folded_conv_bn(conv, bn)
+    scale, shift = running_scale_shift(bn)
     if is_pointwise(conv):
-        output = pointwise_conv(x, weight).add_(bias.view(-1, 1, 1))
-    else:
-        output = F.conv2d(x, weight, bias, conv.stride, conv.padding,
-                          conv.dilation, conv.groups)
-    return output.relu_()
+        return scaled_pointwise_conv_relu(x, conv.weight, scale, shift)
+    return F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), shift,
+                    conv.stride, conv.padding, conv.dilation,
+                    conv.groups).relu_()

@@ -270,16 +270,16 @@ class MotionSqueeze(nn.Module):
         the last pointwise conv-BN-ReLU, at out_channels and full size, is
         recomputed in backward instead of kept (:mod:`.recomputed_tail`);
         not with SyncBatchNorm (e.g. after mmengine's ``sync_bn``)."""
-        blocks = [block for stage in self.transform for block in stage]
-        if (self.training and torch.is_grad_enabled() and not self.with_cp
-                and not is_exporting_or_compiling()
-                and type(blocks[-1][1]) is nn.BatchNorm2d):
-            for block in blocks[:-1]:
-                maps = self._conv_bn_relu(block, maps)
-            return recomputed_conv_bn_relu(blocks[-1], maps)
+        *blocks, last = [block for stage in self.transform for block in stage]
+        recompute_last = (self.training and torch.is_grad_enabled()
+                          and not self.with_cp
+                          and not is_exporting_or_compiling()
+                          and type(last[1]) is nn.BatchNorm2d)
         for block in blocks:
             maps = self._conv_bn_relu(block, maps)
-        return maps
+        if recompute_last:
+            return recomputed_conv_bn_relu(last, maps)
+        return self._conv_bn_relu(last, maps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N*T, C, H, W) -> (N*T, C, H, W): x plus the motion features."""

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .folded_blocks import is_pointwise, pointwise_conv
+from .folded_blocks import is_pointwise, scaled_pointwise_conv_relu
 
 
 class _RecomputedConvBNReLU(torch.autograd.Function):
@@ -120,7 +120,7 @@ class _InputStatsConvBNReLU(torch.autograd.Function):
         shift = bn_bias - mean * scale
         ctx.save_for_backward(x, conv_weight, mean_x, cov_x, mean, invstd,
                               scale, shift)
-        return _scaled_conv_relu(x, weight, scale, shift)
+        return scaled_pointwise_conv_relu(x, weight, scale, shift)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -132,7 +132,7 @@ class _InputStatsConvBNReLU(torch.autograd.Function):
         weight = conv_weight.view(-1, in_channels)
         # The ReLU's mask (its output's sign, 0 or 1), and the gradient
         # through it, in the same buffer: (N, C_out, H*W).
-        grad = _scaled_conv_relu(x, weight, scale, shift).view(
+        grad = scaled_pointwise_conv_relu(x, weight, scale, shift).view(
             batch, -1, height * width).sign_().mul_(
                 grad_output.reshape(batch, -1, height * width))
         grad_shift = grad.sum(2).sum(0)
@@ -162,16 +162,6 @@ class _InputStatsConvBNReLU(torch.autograd.Function):
                            count * along_x_hat.view(-1, 1) *
                            (weight @ cov_x)).view_as(conv_weight)
         return grad_x, grad_weight, grad_bn_weight, grad_shift, None
-
-
-def _scaled_conv_relu(x: torch.Tensor, weight: torch.Tensor,
-                      scale: torch.Tensor,
-                      shift: torch.Tensor) -> torch.Tensor:
-    """relu(scale * (W x) + shift) per output channel, as one matrix product
-    with the scale folded into W, the shift and ReLU in place: (N, C_in, H,
-    W) -> (N, C_out, H, W)."""
-    return pointwise_conv(x, (scale.view(-1, 1) * weight).view(
-        *weight.shape, 1, 1)).add_(shift.view(-1, 1, 1)).relu_()
 
 
 def recomputed_conv_bn_relu(block: nn.Sequential,
