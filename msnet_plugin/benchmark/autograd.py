@@ -112,11 +112,9 @@ def variant_step(case_name: str, variant: str, case: dict,
                                with_cp=variant == 'with_cp').to(device)
         module.train()
         if variant == 'plain autograd':
-            # The transformation as a plain nn.Sequential: no
-            # recomputation. (In the instance's __dict__, which the method
-            # lookup reads first; nn.Module's setattr would register a
-            # submodule instead.)
-            object.__setattr__(module, '_transform', module.transform)
+            # The module's own blocks, none recomputed. (In the instance's
+            # __dict__, which the method lookup reads first.)
+            object.__setattr__(module, '_recomputes_tail', lambda: False)
         frames = batch // (case['frames'] - 1) * case['frames']
         leaves = leaf(frames, case['ms_channels'], size,
                       size).requires_grad_(),

@@ -4,16 +4,20 @@ When a batch norm uses its running statistics (eval mode), it is an affine
 map per channel, ``scale * z + shift``; folded into the convolution before
 it, the block is one convolution with a bias and a ReLU applied in place:
 no separate batch-norm pass and no extra buffer at the block's channels
-(512 at MotionSqueeze's last block after ResNet-50 layer2). A 1x1
-convolution runs as one matrix product on (N, C, H*W) views
-(:func:`scaled_pointwise_conv_relu`), which measured faster on the CPU than the
-convolution kernels for these sizes. Same parameters, same outputs within
-float32 rounding; autograd sees the folded weights as functions of the
-module's parameters, so gradients flow to them unchanged. Exporters and
-compilers get the modules themselves (the caller decides, with
+(512 at MotionSqueeze's last block after ResNet-50 layer2).
+
+A 1x1 convolution runs as one batched matrix product, the weight expanded
+over the clips' frames (:func:`pointwise_conv`), with batch statistics too:
+on the CPU it measured faster than the convolution kernels for these sizes,
+most of all in backward (the 512 -> 64 reduction's forward and backward at
+2 threads: about half the time of mkldnn's convolution, which ran its
+backward no faster on 2 threads than on 1). Same parameters, same outputs
+within float32 rounding; autograd sees the folded weights as functions of
+the module's parameters, so gradients flow to them unchanged. Exporters
+and compilers get the modules themselves (the caller decides, with
 :func:`.tracing.is_exporting_or_compiling`).
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -42,9 +46,39 @@ def is_pointwise(conv: nn.Conv2d) -> bool:
             and conv.padding == (0, 0) and conv.groups == 1)
 
 
-def scaled_pointwise_conv_relu(x: torch.Tensor, weight: torch.Tensor,
-                               scale: torch.Tensor,
-                               shift: torch.Tensor) -> torch.Tensor:
+def pointwise_conv(x: torch.Tensor,
+                   weight: torch.Tensor,
+                   out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A 1x1 convolution without bias as one batched matrix product,
+    ``weight`` expanded (not copied) over the N frames: autograd's backward
+    is two batched products and a sum of N (C_out, C_in) matrices.
+
+    Args:
+        x (Tensor): (N, C_in, H, W).
+        weight (Tensor): (C_out, C_in, 1, 1) or (C_out, C_in).
+        out (Tensor, optional): a contiguous (N, C_out, H, W) tensor to
+            write into, outside autograd; returned itself, so it is not a
+            view (a custom autograd Function's output may then be changed
+            in place).
+
+    Returns:
+        Tensor: (N, C_out, H, W), contiguous.
+    """
+    batch, channels, height, width = x.shape
+    weight = weight.reshape(1, -1, channels).expand(batch, -1, -1)
+    flat = x.reshape(batch, channels, height * width)
+    if out is None:
+        return torch.bmm(weight, flat).view(batch, -1, height, width)
+    torch.bmm(weight, flat, out=out.view(batch, -1, height * width))
+    return out
+
+
+def scaled_pointwise_conv_relu(
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        scale: torch.Tensor,
+        shift: torch.Tensor,
+        out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``relu(scale * conv1x1(x, weight) + shift)`` per output channel, as
     one matrix product with the scale folded into the weight, the shift and
     the ReLU in place on its output.
@@ -55,23 +89,22 @@ def scaled_pointwise_conv_relu(x: torch.Tensor, weight: torch.Tensor,
             (C_out, C_in, 1, 1) (or (C_out, C_in)).
         scale (Tensor): (C_out,).
         shift (Tensor): (C_out,).
+        out (Tensor, optional): as :func:`pointwise_conv`'s.
 
     Returns:
         Tensor: (N, C_out, H, W), contiguous.
     """
-    batch, channels, height, width = x.shape
-    folded = scale.view(-1, 1) * weight.view(-1, channels)
-    return torch.matmul(folded, x.reshape(batch, channels,
-                                          height * width)).view(
-        batch, -1, height, width).add_(shift.view(-1, 1, 1)).relu_()
+    folded = scale.view(-1, 1) * weight.reshape(scale.shape[0], -1)
+    return pointwise_conv(x, folded, out).add_(shift.view(-1, 1, 1)).relu_()
 
 
 def folded_conv_bn_relu(block: nn.Sequential,
                         x: torch.Tensor) -> torch.Tensor:
     """``block(x)`` for a ``conv_bn_relu`` block (Conv2d without bias,
-    batch norm, ReLU) whose batch norm uses its running statistics: one
-    convolution with the folded weight and bias (a 1x1 one as a matrix
-    product), ReLU in place. Otherwise (batch statistics) ``block(x)``.
+    batch norm, ReLU). Where the batch norm uses its running statistics: one
+    convolution with the folded weight and bias, ReLU in place. Otherwise
+    (batch statistics) the block's modules. Either way a 1x1 convolution
+    runs as :func:`pointwise_conv`.
 
     Args:
         block (nn.Sequential): conv, bn, ReLU.
@@ -80,9 +113,10 @@ def folded_conv_bn_relu(block: nn.Sequential,
     Returns:
         Tensor: (N, C_out, H, W).
     """
-    conv, bn, _ = block
+    conv, bn, relu = block
     if not uses_running_stats(bn):
-        return block(x)
+        return relu(bn(pointwise_conv(x, conv.weight))) if is_pointwise(
+            conv) else block(x)
     scale, shift = running_scale_shift(bn)
     if is_pointwise(conv):
         return scaled_pointwise_conv_relu(x, conv.weight, scale, shift)

@@ -271,15 +271,18 @@ class MotionSqueeze(nn.Module):
         recomputed in backward instead of kept (:mod:`.recomputed_tail`);
         not with SyncBatchNorm (e.g. after mmengine's ``sync_bn``)."""
         *blocks, last = [block for stage in self.transform for block in stage]
-        recompute_last = (self.training and torch.is_grad_enabled()
-                          and not self.with_cp
-                          and not is_exporting_or_compiling()
-                          and type(last[1]) is nn.BatchNorm2d)
         for block in blocks:
             maps = self._conv_bn_relu(block, maps)
-        if recompute_last:
+        if self._recomputes_tail():
             return recomputed_conv_bn_relu(last, maps)
         return self._conv_bn_relu(last, maps)
+
+    def _recomputes_tail(self) -> bool:
+        """Whether :meth:`_transform` recomputes its last block in backward
+        (then autograd keeps nothing of that block's output)."""
+        return (self.training and torch.is_grad_enabled()
+                and not self.with_cp and not is_exporting_or_compiling()
+                and type(self.transform[-1][-1][1]) is nn.BatchNorm2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N*T, C, H, W) -> (N*T, C, H, W): x plus the motion features."""
@@ -295,8 +298,13 @@ class MotionSqueeze(nn.Module):
             motion = self.motion_features(x)
         if self.zero_init_residual:
             motion = self.residual_scale(motion)
-        if (motion.requires_grad or motion.dtype != x.dtype
+        # x goes into the motion features' buffer where autograd keeps none
+        # of it for backward: without autograd, or as made by the recomputed
+        # tail or the residual scale's convolution (neither saves its
+        # output); not through a checkpoint or ReLU's output that it saved.
+        owned = (not motion.requires_grad or self.zero_init_residual
+                 or self._recomputes_tail())
+        if (not owned or motion.dtype != x.dtype
                 or is_exporting_or_compiling()):
             return x + motion
-        # No autograd keeps the motion features: x goes into their buffer.
         return motion.add_(x)

@@ -120,7 +120,11 @@ class _InputStatsConvBNReLU(torch.autograd.Function):
         shift = bn_bias - mean * scale
         ctx.save_for_backward(x, conv_weight, mean_x, cov_x, mean, invstd,
                               scale, shift)
-        return scaled_pointwise_conv_relu(x, weight, scale, shift)
+        # Written into a tensor of its own, not returned as a view: the
+        # caller may add into it in place (nothing here keeps it).
+        return scaled_pointwise_conv_relu(
+            x, weight, scale, shift,
+            x.new_empty(batch, weight.shape[0], height, width))
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -169,7 +173,8 @@ def recomputed_conv_bn_relu(block: nn.Sequential,
     """``block(x)`` for a ``conv_bn_relu`` block (Conv2d without bias,
     BatchNorm2d, ReLU; not SyncBatchNorm, whose statistics a recomputation
     would have to gather again): (N, C_in, H, W) -> (N, C_out, H, W),
-    keeping only ``x`` for backward."""
+    keeping only ``x`` for backward. Autograd keeps nothing of the output,
+    which is not a view: the caller may change it in place."""
     conv, bn, _ = block
     # Batch statistics over more than one value per channel (else batch
     # norm's own error), float32 or wider throughout.
