@@ -49,18 +49,32 @@ def test_folded_block_matches_the_modules_in_eval(in_channels, out_channels,
                                    rtol=1e-5, atol=1e-5)
 
 
-def test_folded_block_with_batch_statistics_is_the_modules():
+@pytest.mark.parametrize('in_channels,out_channels,kernel_size,groups', [
+    (32, 8, 1, 1), (8, 32, 1, 1), (6, 6, 3, 6)])
+def test_folded_block_with_batch_statistics_matches_the_modules(
+        in_channels, out_channels, kernel_size, groups):
     """In training mode the batch norm normalises with batch statistics:
-    nothing is folded, the running statistics move once."""
+    nothing is folded (a 1x1 conv runs as a batched matrix product), the
+    output and every gradient are the modules' within float32 rounding, and
+    the running statistics move once."""
     torch.manual_seed(0)
-    block = conv_bn_relu(8, 16)
-    reference = conv_bn_relu(8, 16)
+    block = conv_bn_relu(in_channels, out_channels, kernel_size, groups)
+    reference = conv_bn_relu(in_channels, out_channels, kernel_size, groups)
     reference.load_state_dict(block.state_dict())
-    x = torch.randn(4, 8, 5, 7)
-    torch.testing.assert_close(folded_conv_bn_relu(block, x), reference(x),
-                               rtol=0, atol=0)
+    x = torch.randn(4, in_channels, 5, 7)
+    grad_out = torch.randn(4, out_channels, 5, 7)
+    results = []
+    for run, module in ((folded_conv_bn_relu, block),
+                        (lambda block, x: block(x), reference)):
+        leaf = x.clone().requires_grad_()
+        out = run(module, leaf)
+        out.backward(grad_out)
+        results.append([out, leaf.grad] +
+                       [p.grad for p in module.parameters()])
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     for a, b in zip(block.buffers(), reference.buffers()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     assert block[1].num_batches_tracked == 1
 
 
@@ -161,3 +175,27 @@ def test_input_stats_tail_matches_the_modules(in_channels, out_channels,
         for a, b in zip(block.buffers(), reference.buffers()):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert block[1].num_batches_tracked == 2
+
+
+@pytest.mark.parametrize('zero_init_residual', [False, True])
+def test_training_sum_leaves_x_alone(zero_init_residual):
+    """In training x is added into a buffer no autograd node keeps (the
+    recomputed tail's output, or the residual scale's), never into x, and
+    backward still runs: x's gradient is the output's plus what flows
+    back through the motion features."""
+    torch.manual_seed(0)
+    module = MotionSqueeze(16, num_segments=4, patch_size=3,
+                           zero_init_residual=zero_init_residual).train()
+    x = torch.randn(8, 16, 5, 6, requires_grad=True)
+    x_before = x.detach().clone()
+    out = module(x)
+    assert torch.equal(x.detach(), x_before)
+    assert out.data_ptr() != x.data_ptr()
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    motion_grad, = torch.autograd.grad(module.motion_features(x), x,
+                                       grad_out)
+    if zero_init_residual:
+        motion_grad = torch.zeros_like(motion_grad)
+    torch.testing.assert_close(x.grad, grad_out + motion_grad, rtol=1e-4,
+                               atol=1e-5)

@@ -7,11 +7,11 @@ no separate batch-norm pass and no extra buffer at the block's channels
 (512 at MotionSqueeze's last block after ResNet-50 layer2).
 
 A 1x1 convolution runs as one batched matrix product, the weight expanded
-over the clips' frames (:func:`pointwise_conv`), with batch statistics too:
-on the CPU it measured faster than the convolution kernels for these sizes,
-most of all in backward (the 512 -> 64 reduction's forward and backward at
-2 threads: about half the time of mkldnn's convolution, which ran its
-backward no faster on 2 threads than on 1). Same parameters, same outputs
+over the clips' frames (:func:`pointwise_conv`); with batch statistics
+(training) on the CPU only, where it was measured: there it took about half
+the time of oneDNN's convolution for the 512 -> 64 reduction's forward and
+backward at 2 threads (oneDNN ran that backward no faster on 2 threads than
+on 1), and as long at 1 thread. Same parameters, same outputs
 within float32 rounding; autograd sees the folded weights as functions of
 the module's parameters, so gradients flow to them unchanged. Exporters
 and compilers get the modules themselves (the caller decides, with
@@ -102,9 +102,9 @@ def folded_conv_bn_relu(block: nn.Sequential,
                         x: torch.Tensor) -> torch.Tensor:
     """``block(x)`` for a ``conv_bn_relu`` block (Conv2d without bias,
     batch norm, ReLU). Where the batch norm uses its running statistics: one
-    convolution with the folded weight and bias, ReLU in place. Otherwise
-    (batch statistics) the block's modules. Either way a 1x1 convolution
-    runs as :func:`pointwise_conv`.
+    convolution with the folded weight and bias (a 1x1 one as
+    :func:`pointwise_conv`), ReLU in place. Otherwise (batch statistics) the
+    block's modules, a 1x1 convolution on the CPU as :func:`pointwise_conv`.
 
     Args:
         block (nn.Sequential): conv, bn, ReLU.
@@ -115,8 +115,9 @@ def folded_conv_bn_relu(block: nn.Sequential,
     """
     conv, bn, relu = block
     if not uses_running_stats(bn):
-        return relu(bn(pointwise_conv(x, conv.weight))) if is_pointwise(
-            conv) else block(x)
+        if is_pointwise(conv) and x.device.type == 'cpu':
+            return relu(bn(pointwise_conv(x, conv.weight)))
+        return block(x)
     scale, shift = running_scale_shift(bn)
     if is_pointwise(conv):
         return scaled_pointwise_conv_relu(x, conv.weight, scale, shift)
