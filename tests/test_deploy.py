@@ -266,12 +266,14 @@ def test_torch_compile_gives_eager_outputs_and_gradients(motion_squeeze_128):
 
 
 
-@pytest.mark.parametrize('training', [True, False])
+@pytest.mark.parametrize('training,grad', [(True, True), (False, True),
+                                           (False, False)])
 def test_torch_compile_traces_motion_squeeze_in_one_graph(one_thread,
-                                                          training):
+                                                          training, grad):
     """Dynamo captures a network with MotionSqueeze inside as one graph (no
     graph break: each break is a graph of its own for inductor to compile,
-    and the code between graphs runs eagerly), with MS's plain ops in it."""
+    and the code between graphs runs eagerly): with MS's plain ops in it
+    where autograd runs, as one msnet:: op in inference."""
     graphs = []
 
     def recording_backend(graph_module, example_inputs):
@@ -286,9 +288,12 @@ def test_torch_compile_traces_motion_squeeze_in_one_graph(one_thread,
     x = torch.randn(8, 3, 8, 8)
     torch._dynamo.reset()
     try:
-        with torch.set_grad_enabled(training):
+        with torch.set_grad_enabled(grad):
             torch.compile(net, backend=recording_backend)(x)
     finally:
         torch._dynamo.reset()
     assert len(graphs) == 1, [str(graph.graph) for graph in graphs]
-    assert 'bmm' in str(graphs[0].graph)  # the correlation's strips
+    code = str(graphs[0].graph)
+    one_op = 'msnet.motion_squeeze_inference' in code
+    assert one_op == (not grad)
+    assert ('bmm' in code) == grad  # the correlation's strips

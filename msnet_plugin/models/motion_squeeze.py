@@ -5,12 +5,16 @@ soft-argmax squeezes the correlation into a displacement map (u, v) and a
 confidence map, and four depthwise-separable stages turn those three channels
 into features added back to the input.
 """
+import json
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmaction.registry import MODELS
 
+from .compiled_inference import (motion_squeeze_inference, runs_as_one_op,
+                                 state_tensors)
 from .correlation import check_impl_name, local_correlation
 from .folded_blocks import folded_conv_bn_relu
 from .recomputed_tail import recomputed_conv_bn_relu
@@ -165,6 +169,15 @@ class MotionSqueeze(nn.Module):
             depthwise_separable(32, 64, 3),
             depthwise_separable(64, out_channels, 3))
         self.zero_init_residual = zero_init_residual
+        # What builds this module again: compiled inference runs it as one op
+        # (.compiled_inference), which rebuilds it from these.
+        self._arguments = json.dumps(dict(
+            in_channels=in_channels, num_segments=num_segments,
+            reduced_channels=reduced_channels, patch_size=patch_size,
+            sigma=sigma, temperature=temperature, out_channels=out_channels,
+            use_confidence=use_confidence, soft_argmax=soft_argmax,
+            motion_input=motion_input, correlation_impl=correlation_impl,
+            zero_init_residual=zero_init_residual))
         if zero_init_residual:
             self.residual_scale = nn.Conv2d(out_channels, out_channels, 1,
                                             groups=out_channels, bias=False)
@@ -291,6 +304,9 @@ class MotionSqueeze(nn.Module):
                 'forward adds the motion features to x, which needs '
                 f'out_channels == in_channels, got {self.out_channels} and '
                 f'{self.in_channels}; use motion_features() instead')
+        if runs_as_one_op(self):
+            return motion_squeeze_inference(x, state_tensors(self),
+                                            self._arguments)
         if self.with_cp and x.requires_grad:
             motion = cp.checkpoint(self.motion_features, x,
                                    use_reentrant=False)

@@ -1,0 +1,71 @@
+"""MotionSqueeze's inference as one opaque op inside ``torch.compile``.
+
+Traced by ``torch.compile``, MotionSqueeze's layers become a dozen kernels
+that inductor generates and builds from a cold cache (its batch norms, the
+normalisation, the window's max, the transformation's stages), and that run
+slower than the module's tuned eager kernels. In inference (no autograd,
+eval mode) MotionSqueeze instead calls ``msnet::motion_squeeze_inference``:
+a ``torch.library`` custom op whose implementation is the module's own
+eager forward, over the module's parameters and buffers passed in as
+tensors (``torch.func.functional_call`` on a module built from the same
+constructor arguments through the registry, kept per arguments). Inductor calls it as an
+external kernel and generates nothing for it; the graph stays whole (one
+node, no graph break). Its fake implementation gives the output's shape:
+that of the input.
+
+Training, autograd and exporters (``torch.export``, the ONNX exporters,
+``torch.jit.trace``) keep tracing the layers: the op has no autograd
+formula, and an exported graph keeps standard operators.
+"""
+import json
+from typing import Dict, List
+
+import torch
+import torch.nn as nn
+from mmaction.registry import MODELS
+
+NAMESPACE = 'msnet'
+#: One module per set of constructor arguments (JSON), to run the op's
+#: tensors through.
+_templates: Dict[str, nn.Module] = {}
+
+
+def runs_as_one_op(module: nn.Module) -> bool:
+    """True while ``torch.compile`` (not an exporter) traces ``module`` in
+    inference: eval mode and no autograd."""
+    return (torch.compiler.is_compiling()
+            and not torch.compiler.is_exporting() and not module.training
+            and not torch.is_grad_enabled())
+
+
+def state_tensors(module: nn.Module) -> List[torch.Tensor]:
+    """The module's parameters, then its buffers, in registration order."""
+    return [*module.parameters(), *module.buffers()]
+
+
+def _template(arguments: str) -> nn.Module:
+    if arguments not in _templates:
+        _templates[arguments] = MODELS.build(
+            dict(type='MotionSqueeze', **json.loads(arguments))).eval()
+    return _templates[arguments]
+
+
+@torch.library.custom_op(f'{NAMESPACE}::motion_squeeze_inference',
+                         mutates_args=())
+def motion_squeeze_inference(x: torch.Tensor, state: List[torch.Tensor],
+                             arguments: str) -> torch.Tensor:
+    """MotionSqueeze(**json.loads(arguments)).eval() with ``state``
+    (:func:`state_tensors`' order) on (N*T, C, H, W) ``x``: (N*T, C, H, W),
+    x plus the motion features, computed eagerly, contiguous."""
+    template = _template(arguments)
+    names = [name for name, _ in template.named_parameters()] + \
+        [name for name, _ in template.named_buffers()]
+    with torch.no_grad():
+        return torch.func.functional_call(template, dict(zip(names, state)),
+                                          (x, )).contiguous()
+
+
+@motion_squeeze_inference.register_fake
+def _(x: torch.Tensor, state: List[torch.Tensor],
+      arguments: str) -> torch.Tensor:
+    return x.new_empty(x.shape)

@@ -1,0 +1,83 @@
+"""MotionSqueeze's inference under torch.compile as one msnet:: op
+(msnet_plugin/models/compiled_inference.py): the eager module's numbers,
+for the module's own tensors, and exporters keep plain operators."""
+import copy
+
+import pytest
+import torch
+from torch.library import opcheck
+
+from msnet_plugin.models import MotionSqueeze
+from msnet_plugin.models.compiled_inference import (motion_squeeze_inference,
+                                                    state_tensors)
+
+
+def module_with_statistics(**kwargs) -> MotionSqueeze:
+    """An eval MotionSqueeze(16) whose batch norms have running statistics
+    away from 0 and 1, so that a lost buffer shows."""
+    torch.manual_seed(0)
+    module = MotionSqueeze(16, num_segments=4, patch_size=5, **kwargs)
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    if kwargs.get('zero_init_residual'):
+        torch.nn.init.uniform_(module.residual_scale.weight, 0.5, 1.5)
+    return module.eval()
+
+
+def compiled_output(module, x):
+    torch._dynamo.reset()
+    try:
+        with torch.no_grad():
+            return torch.compile(module, backend='aot_eager')(x)
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(), dict(zero_init_residual=True),
+    dict(motion_input='correlation'), dict(soft_argmax='plain')])
+def test_compiled_inference_gives_the_eager_output(kwargs):
+    module = module_with_statistics(**kwargs)
+    x = torch.randn(8, 16, 6, 7)
+    with torch.no_grad():
+        expected = module(x)
+    torch.testing.assert_close(compiled_output(module, x), expected,
+                               rtol=0, atol=0)
+
+
+def test_the_op_runs_the_modules_own_tensors():
+    """A copy with other weights and statistics (as an EMA copy of a model
+    has) gives its own output, not the original's."""
+    module = module_with_statistics()
+    copied = copy.deepcopy(module)
+    with torch.no_grad():
+        for tensor in state_tensors(copied):
+            if tensor.is_floating_point():
+                tensor.mul_(1.25)
+    x = torch.randn(8, 16, 6, 7)
+    with torch.no_grad():
+        expected = copied(x)
+        assert not torch.allclose(expected, module(x))
+    torch.testing.assert_close(compiled_output(copied, x), expected,
+                               rtol=0, atol=0)
+
+
+def test_op_schema_and_fake_implementation():
+    module = module_with_statistics()
+    state = [tensor.detach() for tensor in state_tensors(module)]
+    with torch.no_grad():
+        opcheck(motion_squeeze_inference,
+                (torch.randn(8, 16, 6, 7), state, module._arguments),
+                test_utils=('test_schema', 'test_faketensor',
+                            'test_aot_dispatch_static'))
+
+
+def test_torch_export_keeps_plain_operators():
+    module = module_with_statistics()
+    with torch.no_grad():
+        program = torch.export.export(module, (torch.randn(8, 16, 6, 7), ))
+    code = str(program.graph)
+    assert 'motion_squeeze_inference' not in code
+    assert 'bmm' in code
