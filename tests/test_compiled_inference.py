@@ -64,6 +64,20 @@ def test_the_op_runs_the_modules_own_tensors():
                                rtol=0, atol=0)
 
 
+def test_the_op_leaves_the_random_generator_alone():
+    """Its first call for a new configuration builds a module to run the
+    tensors through: on the meta device, drawing no random numbers."""
+    module = module_with_statistics(reduced_channels=12)
+    state = state_tensors(module)
+    x = torch.randn(8, 16, 6, 7)
+    before = torch.get_rng_state()
+    with torch.no_grad():
+        got = motion_squeeze_inference(x, state, module._arguments)
+        expected = module(x)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
 def test_op_schema_and_fake_implementation():
     module = module_with_statistics()
     state = [tensor.detach() for tensor in state_tensors(module)]

@@ -18,6 +18,7 @@ Training, autograd and exporters (``torch.export``, the ONNX exporters,
 formula, and an exported graph keeps standard operators.
 """
 import json
+import threading
 from typing import Dict, List
 
 import torch
@@ -28,6 +29,9 @@ NAMESPACE = 'msnet'
 #: One module per set of constructor arguments (JSON), to run the op's
 #: tensors through.
 _templates: Dict[str, nn.Module] = {}
+#: functional_call swaps the op's tensors into a shared module: one call at
+#: a time (threads serving two models of one configuration).
+_template_lock = threading.Lock()
 
 
 def runs_as_one_op(module: nn.Module) -> bool:
@@ -44,9 +48,13 @@ def state_tensors(module: nn.Module) -> List[torch.Tensor]:
 
 
 def _template(arguments: str) -> nn.Module:
+    """The module the op's tensors run through, built on the meta device:
+    no memory, and no draw from the user's random generator (the op's
+    tensors replace all of its own)."""
     if arguments not in _templates:
-        _templates[arguments] = MODELS.build(
-            dict(type='MotionSqueeze', **json.loads(arguments))).eval()
+        with torch.device('meta'):
+            _templates[arguments] = MODELS.build(
+                dict(type='MotionSqueeze', **json.loads(arguments))).eval()
     return _templates[arguments]
 
 
@@ -57,10 +65,10 @@ def motion_squeeze_inference(x: torch.Tensor, state: List[torch.Tensor],
     """MotionSqueeze(**json.loads(arguments)).eval() with ``state``
     (:func:`state_tensors`' order) on (N*T, C, H, W) ``x``: (N*T, C, H, W),
     x plus the motion features, computed eagerly, contiguous."""
-    template = _template(arguments)
-    names = [name for name, _ in template.named_parameters()] + \
-        [name for name, _ in template.named_buffers()]
-    with torch.no_grad():
+    with _template_lock, torch.no_grad():
+        template = _template(arguments)
+        names = [name for name, _ in template.named_parameters()] + \
+            [name for name, _ in template.named_buffers()]
         return torch.func.functional_call(template, dict(zip(names, state)),
                                           (x, )).contiguous()
 

@@ -304,7 +304,8 @@ class MotionSqueeze(nn.Module):
                 'forward adds the motion features to x, which needs '
                 f'out_channels == in_channels, got {self.out_channels} and '
                 f'{self.in_channels}; use motion_features() instead')
-        if runs_as_one_op(self):
+        # Not for a subclass: the op rebuilds a MotionSqueeze.
+        if type(self) is MotionSqueeze and runs_as_one_op(self):
             return motion_squeeze_inference(x, state_tensors(self),
                                             self._arguments)
         if self.with_cp and x.requires_grad:
