@@ -272,8 +272,9 @@ def test_torch_compile_traces_motion_squeeze_in_one_graph(one_thread,
                                                           training, grad):
     """Dynamo captures a network with MotionSqueeze inside as one graph (no
     graph break: each break is a graph of its own for inductor to compile,
-    and the code between graphs runs eagerly): with MS's plain ops in it
-    where autograd runs, as one msnet:: op in inference."""
+    and the code between graphs runs eagerly): where autograd runs with
+    the correlation and the soft-argmax as their msnet:: ops and MS's other
+    layers traced, in inference with MS as one msnet:: op."""
     graphs = []
 
     def recording_backend(graph_module, example_inputs):
@@ -294,6 +295,7 @@ def test_torch_compile_traces_motion_squeeze_in_one_graph(one_thread,
         torch._dynamo.reset()
     assert len(graphs) == 1, [str(graph.graph) for graph in graphs]
     code = str(graphs[0].graph)
-    one_op = 'msnet.motion_squeeze_inference' in code
-    assert one_op == (not grad)
-    assert ('bmm' in code) == grad  # the correlation's strips
+    assert ('msnet.motion_squeeze_inference' in code) == (not grad)
+    for kernel in ('msnet.local_correlation', 'msnet.gaussian_soft_argmax'):
+        assert (kernel in code) == grad
+    assert ('batch_norm' in code) == grad  # MS's layers, traced

@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 from mmaction.registry import MODELS
 
+from .tracing import is_compiling_not_exporting
+
 NAMESPACE = 'msnet'
 #: One module per set of constructor arguments (JSON), to run the op's
 #: tensors through.
@@ -37,8 +39,7 @@ _template_lock = threading.Lock()
 def runs_as_one_op(module: nn.Module) -> bool:
     """True while ``torch.compile`` (not an exporter) traces ``module`` in
     inference: eval mode and no autograd."""
-    return (torch.compiler.is_compiling()
-            and not torch.compiler.is_exporting() and not module.training
+    return (is_compiling_not_exporting() and not module.training
             and not torch.is_grad_enabled())
 
 

@@ -10,10 +10,10 @@ it: ``ms_cfg=dict(correlation_impl='reference')``):
 - ``'fast'``: the strip-GEMM formulation (:mod:`.fast_correlation`), any
   device. Eagerly it runs as :class:`FastLocalCorrelation`, an autograd
   Function that works on chunks of clips and saves only its inputs; under
-  an exporter or compiler (:func:`.tracing.is_exporting_or_compiling`) the
-  same
-  formulation runs as plain ops (:func:`strip_correlation`), a handful of
-  nodes in any graph.
+  torch.compile the same kernel runs as the custom op
+  ``msnet::local_correlation`` (:mod:`.kernel_ops`), which inductor calls
+  as it is; under an exporter the same formulation runs as plain ops
+  (:func:`strip_correlation`), a handful of standard nodes in any graph.
 - ``'reference'``: the plain loop, one product per displacement
   (:func:`local_correlation_reference`). Slow and memory-hungry, but
   obviously right: the tests compare every kernel with it.
@@ -27,7 +27,8 @@ it: ``ms_cfg=dict(correlation_impl='reference')``):
 
 Exporters and compilers cannot see into a compiled kernel or an autograd
 Function, so while one runs every choice but ``'reference'`` gives the
-plain strip formulation (same numbers).
+strip formulation (same numbers): the custom op under torch.compile, plain
+ops under an exporter.
 """
 import importlib.util
 import warnings
@@ -38,7 +39,8 @@ import torch.nn.functional as F
 
 from .fast_correlation import (FastLocalCorrelation, default_chunk_elements,
                                strip_correlation)
-from .tracing import is_exporting_or_compiling
+from .kernel_ops import local_correlation_op
+from .tracing import is_compiling_not_exporting, is_exporting_or_compiling
 
 #: (device type, index) -> the kernel 'auto' settled on for that device.
 _auto_choice: Dict[Tuple[str, Optional[int]], str] = {}
@@ -68,8 +70,8 @@ def local_correlation(f1: torch.Tensor,
     """
     _check_inputs(f1, f2, max_displacement)
     _, kernel = _select_kernel(impl, f1)
-    if kernel is _fast:
-        return _fast(f1, f2, max_displacement, chunk_elements)
+    if kernel in (_fast, _fast_op):
+        return kernel(f1, f2, max_displacement, chunk_elements)
     return kernel(f1, f2, max_displacement)
 
 
@@ -152,12 +154,15 @@ def resolve_correlation_impl(impl: str, tensor: torch.Tensor) -> str:
 
 def _select_kernel(impl: str, tensor: torch.Tensor) -> Tuple[str, Callable]:
     """The name :func:`resolve_correlation_impl` returns and the function
-    that computes it: while exporting or compiling (the one place this
-    module asks), every name but ``'reference'`` gives ``'fast'`` as plain
-    ops, :func:`strip_correlation`."""
+    that computes it: while compiling or exporting (the one place this
+    module asks), every name but ``'reference'`` gives ``'fast'``: the
+    custom op under torch.compile (:func:`_fast_op`), plain ops under an
+    exporter (:func:`strip_correlation`)."""
     check_impl_name(impl)
     if impl == 'reference':
         return impl, KERNELS[impl]
+    if is_compiling_not_exporting():
+        return 'fast', _fast_op
     if is_exporting_or_compiling():
         return 'fast', strip_correlation
     if impl == 'mmcv':
@@ -271,6 +276,15 @@ def _fast(f1: torch.Tensor, f2: torch.Tensor, d: int,
     if chunk_elements is None:
         chunk_elements = default_chunk_elements(f1.device)
     return FastLocalCorrelation.apply(f1, f2, d, chunk_elements)
+
+
+def _fast_op(f1: torch.Tensor, f2: torch.Tensor, d: int,
+             chunk_elements: Optional[int] = None) -> torch.Tensor:
+    """:func:`_fast` as the custom op ``msnet::local_correlation``
+    (:mod:`.kernel_ops`), which torch.compile traces."""
+    if chunk_elements is None:
+        chunk_elements = default_chunk_elements(f1.device)
+    return local_correlation_op(f1, f2, d, chunk_elements)
 
 
 #: The kernels by name, run eagerly: (f1, f2, d) -> (B, (2d+1)^2, H, W).

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .fast_correlation import default_chunk_elements
-from .tracing import is_exporting_or_compiling, static_sizes
+from .tracing import (is_compiling_not_exporting, is_exporting_or_compiling,
+                      static_sizes)
 
 
 #: Logits reach -temperature below the peak: exp of less than about -87 is
@@ -279,6 +280,56 @@ def _normalised_expectation(weights: torch.Tensor):
     return moments[:, :2] / total, total
 
 
+def gaussian_soft_argmax_forward(correlation: torch.Tensor,
+                                 best_index: torch.Tensor, patch_size: int,
+                                 sigma: float, temperature: float,
+                                 chunk_elements: int):
+    """:class:`GaussianSoftArgmax`'s forward kernel, chunk by chunk, without
+    autocast: the displacement (B, 2, H, W) and the softmax's sums
+    (B, 1, H, W, float32 or wider) that its backward needs."""
+    batch, _, height, width = correlation.shape
+    displacement = correlation.new_empty(batch, 2, height, width)
+    dtype = torch.promote_types(correlation.dtype, torch.float32)
+    totals = correlation.new_empty(batch, 1, height, width, dtype=dtype)
+    with torch.autocast(correlation.device.type, enabled=False):
+        for part in _chunks(batch, correlation[0].numel(), chunk_elements):
+            weights, _ = _exp_logits(correlation[part], best_index[part],
+                                     patch_size, sigma, temperature)
+            displacement[part], totals[part] = _normalised_expectation(
+                weights)
+    return displacement, totals
+
+
+def gaussian_soft_argmax_backward(grad_displacement: torch.Tensor,
+                                  correlation: torch.Tensor,
+                                  best_index: torch.Tensor,
+                                  displacement: torch.Tensor,
+                                  totals: torch.Tensor, patch_size: int,
+                                  sigma: float, temperature: float,
+                                  chunk_elements: int) -> torch.Tensor:
+    """The correlation's gradient through the displacement (shaped like
+    ``correlation``), the softmax recomputed chunk by chunk."""
+    batch = correlation.shape[0]
+    grad_correlation = torch.empty_like(correlation)
+    with torch.autocast(correlation.device.type, enabled=False):
+        for part in _chunks(batch, correlation[0].numel(), chunk_elements):
+            weights, scaled_gaussian = _exp_logits(
+                correlation[part], best_index[part], patch_size, sigma,
+                temperature)
+            offsets = _offsets(patch_size, weights)
+            # The probabilities are weights / totals: the division goes into
+            # the (b, 2, H, W) factor.
+            grad = grad_displacement[part].to(weights.dtype) / totals[part]
+            disp = displacement[part].to(weights.dtype)
+            # (b, 1, P, H, W) along x plus (b, P, 1, H, W) along y.
+            along_x = grad[:, 0:1] * (offsets - disp[:, 0:1])
+            along_y = grad[:, 1:2] * (offsets - disp[:, 1:2])
+            weights *= along_x.unsqueeze(1) + along_y.unsqueeze(2)
+            torch.mul(weights, scaled_gaussian,
+                      out=grad_correlation[part].view_as(weights))
+    return grad_correlation
+
+
 class GaussianSoftArgmax(torch.autograd.Function):
     """Kernel soft-argmax displacement and confidence of a ReLU'd
     correlation.
@@ -297,18 +348,10 @@ class GaussianSoftArgmax(torch.autograd.Function):
     def forward(ctx, correlation: torch.Tensor, best_index: torch.Tensor,
                 patch_size: int, sigma: float, temperature: float,
                 chunk_elements: int):
-        batch, _, height, width = correlation.shape
         confidence = correlation.gather(1, best_index)
-        displacement = correlation.new_empty(batch, 2, height, width)
-        dtype = torch.promote_types(correlation.dtype, torch.float32)
-        totals = correlation.new_empty(batch, 1, height, width, dtype=dtype)
-        with torch.autocast(correlation.device.type, enabled=False):
-            for part in _chunks(batch, correlation[0].numel(),
-                                chunk_elements):
-                weights, _ = _exp_logits(correlation[part], best_index[part],
-                                         patch_size, sigma, temperature)
-                displacement[part], totals[part] = _normalised_expectation(
-                    weights)
+        displacement, totals = gaussian_soft_argmax_forward(
+            correlation, best_index, patch_size, sigma, temperature,
+            chunk_elements)
         ctx.save_for_backward(correlation, best_index, displacement, totals)
         ctx.settings = (patch_size, sigma, temperature, chunk_elements)
         ctx.mark_non_differentiable(best_index)
@@ -319,26 +362,9 @@ class GaussianSoftArgmax(torch.autograd.Function):
     def backward(ctx, grad_displacement: torch.Tensor,
                  grad_confidence: torch.Tensor):
         correlation, best_index, displacement, totals = ctx.saved_tensors
-        patch_size, sigma, temperature, chunk_elements = ctx.settings
-        batch = correlation.shape[0]
-        grad_correlation = torch.empty_like(correlation)
-        with torch.autocast(correlation.device.type, enabled=False):
-            for part in _chunks(batch, correlation[0].numel(),
-                                chunk_elements):
-                weights, scaled_gaussian = _exp_logits(
-                    correlation[part], best_index[part], patch_size, sigma,
-                    temperature)
-                offsets = _offsets(patch_size, weights)
-                # The probabilities are weights / totals: the division goes
-                # into the (b, 2, H, W) factor.
-                grad = grad_displacement[part].to(weights.dtype) / totals[part]
-                disp = displacement[part].to(weights.dtype)
-                # (b, 1, P, H, W) along x plus (b, P, 1, H, W) along y.
-                along_x = grad[:, 0:1] * (offsets - disp[:, 0:1])
-                along_y = grad[:, 1:2] * (offsets - disp[:, 1:2])
-                weights *= along_x.unsqueeze(1) + along_y.unsqueeze(2)
-                torch.mul(weights, scaled_gaussian,
-                          out=grad_correlation[part].view_as(weights))
+        grad_correlation = gaussian_soft_argmax_backward(
+            grad_displacement, correlation, best_index, displacement, totals,
+            *ctx.settings)
         grad_correlation.scatter_add_(1, best_index, grad_confidence.to(
             grad_correlation.dtype))
         return grad_correlation, None, None, None, None, None
@@ -389,15 +415,22 @@ def kernel_soft_argmax(correlation: torch.Tensor,
         (B, 1, H, W), the maximum of the correlation over displacements.
     """
     _check_channels('kernel_soft_argmax', correlation, patch_size)
-    if is_exporting_or_compiling():
-        # Exporters and compilers get plain ops over the last axis, not the
-        # autograd Function.
+    if is_exporting_or_compiling() and not is_compiling_not_exporting():
+        # Exporters get plain ops over the last axis, not the autograd
+        # Function.
         return soft_argmax_last_axis(correlation.permute(0, 2, 3, 1),
                                      patch_size, temperature, sigma)
     _, best_index = _max_and_first_argmax(correlation.detach(), patch_size,
                                           dim=1)
     if chunk_elements is None:
         chunk_elements = default_chunk_elements(correlation.device)
+    if is_compiling_not_exporting():
+        # torch.compile calls the eager kernel as the custom op of
+        # .kernel_ops (looked up by name: that module imports this one).
+        displacement, _ = torch.ops.msnet.gaussian_soft_argmax(
+            correlation, best_index, patch_size, sigma, temperature,
+            chunk_elements)
+        return displacement, correlation.gather(1, best_index)
     return GaussianSoftArgmax.apply(correlation, best_index, patch_size,
                                     sigma, temperature, chunk_elements)
 

@@ -1,6 +1,9 @@
-"""MotionSqueeze's inference under torch.compile as one msnet:: op
-(msnet_plugin/models/compiled_inference.py): the eager module's numbers,
-for the module's own tensors, and exporters keep plain operators."""
+"""MotionSqueeze under torch.compile: in inference as one msnet:: op
+(msnet_plugin/models/compiled_inference.py), the eager module's numbers for
+the module's own tensors; where autograd runs, its correlation and
+soft-argmax as msnet:: ops with autograd formulas
+(msnet_plugin/models/kernel_ops.py), the eager training's numbers; and
+exporters keep plain operators."""
 import copy
 
 import pytest
@@ -8,8 +11,10 @@ import torch
 from torch.library import opcheck
 
 from msnet_plugin.models import MotionSqueeze
+from msnet_plugin.models import kernel_ops
 from msnet_plugin.models.compiled_inference import (motion_squeeze_inference,
                                                     state_tensors)
+from msnet_plugin.models.soft_argmax import _max_and_first_argmax
 
 
 def module_with_statistics(**kwargs) -> MotionSqueeze:
@@ -95,3 +100,43 @@ def test_torch_export_keeps_plain_operators():
     code = str(program.graph)
     assert 'motion_squeeze_inference' not in code
     assert 'bmm' in code
+
+
+def test_kernel_ops_schema_fake_and_autograd():
+    torch.manual_seed(0)
+    f1, f2 = (torch.nn.functional.normalize(torch.randn(3, 4, 6, 7), dim=1)
+              for _ in range(2))
+    opcheck(kernel_ops.local_correlation_op,
+            (f1.requires_grad_(), f2.requires_grad_(), 2, 1 << 19))
+    correlation = torch.relu(torch.randn(3, 25, 6, 7))
+    _, best_index = _max_and_first_argmax(correlation, 5, dim=1)
+    opcheck(kernel_ops.gaussian_soft_argmax_op,
+            (correlation.requires_grad_(), best_index, 5, 5.0, 100.0,
+             1 << 19))
+
+
+def test_compiled_training_gives_the_eager_numbers():
+    """A training step compiled (the kernels as msnet:: ops, the other
+    layers traced): output, the input's and every parameter's gradient and
+    the running statistics as in eager training."""
+    torch.manual_seed(0)
+    eager = MotionSqueeze(16, num_segments=4, patch_size=5).train()
+    compiled = copy.deepcopy(eager)
+    x = torch.randn(8, 16, 6, 7)
+    grad_out = torch.randn(8, 16, 6, 7)
+    results = []
+    torch._dynamo.reset()
+    try:
+        for module in (eager, torch.compile(compiled, backend='aot_eager')):
+            leaf = x.clone().requires_grad_()
+            out = module(leaf)
+            out.backward(grad_out)
+            results.append([out, leaf.grad] +
+                           [p.grad for p in (eager if module is eager
+                                             else compiled).parameters()])
+    finally:
+        torch._dynamo.reset()
+    for got, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    for got, expected in zip(compiled.buffers(), eager.buffers()):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
