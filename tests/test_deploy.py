@@ -298,4 +298,4 @@ def test_torch_compile_traces_motion_squeeze_in_one_graph(one_thread,
     assert ('msnet.motion_squeeze_inference' in code) == (not grad)
     for kernel in ('msnet.local_correlation', 'msnet.gaussian_soft_argmax'):
         assert (kernel in code) == grad
-    assert ('batch_norm' in code) == grad  # MS's layers, traced
+    assert ('bmm' in code) == grad  # MS's 1x1 convolutions, traced

@@ -19,7 +19,8 @@ from .correlation import check_impl_name, local_correlation
 from .folded_blocks import folded_conv_bn_relu
 from .recomputed_tail import recomputed_conv_bn_relu
 from .soft_argmax import kernel_soft_argmax, plain_soft_argmax
-from .tracing import is_exporting_or_compiling, static_sizes
+from .tracing import (is_compiling_not_exporting, is_exporting_or_compiling,
+                      static_sizes)
 
 SOFT_ARGMAX_MODES = ('kernel', 'plain')
 MOTION_INPUTS = ('displacement', 'correlation')
@@ -269,11 +270,12 @@ class MotionSqueeze(nn.Module):
 
     def _conv_bn_relu(self, block: nn.Sequential,
                       x: torch.Tensor) -> torch.Tensor:
-        """``block(x)`` for one conv-BN-ReLU block; eagerly with the batch
-        norm folded into the convolution where it uses running statistics
-        (:func:`.folded_blocks.folded_conv_bn_relu`); exporters and compilers
-        get the modules."""
-        if is_exporting_or_compiling():
+        """``block(x)`` for one conv-BN-ReLU block: with the batch norm
+        folded into the convolution where it uses running statistics, a 1x1
+        convolution as a matrix product
+        (:func:`.folded_blocks.folded_conv_bn_relu`), eagerly and under
+        torch.compile; exporters get the modules."""
+        if is_exporting_or_compiling() and not is_compiling_not_exporting():
             return block(x)
         return folded_conv_bn_relu(block, x)
 
