@@ -26,6 +26,16 @@ def randomise_batch_norms(module: torch.nn.Module, seed: int = 0) -> None:
                                  (high - low) + low)
 
 
+def outputs_and_gradients(module, x, grad_out, run=None):
+    """The output of ``run(module, x)`` (``module(x)`` without ``run``) and,
+    after a backward of ``grad_out``, the gradients of x and of every
+    parameter (accumulated, as a second call shows)."""
+    x = x.clone().requires_grad_()
+    out = module(x) if run is None else run(module, x)
+    out.backward(grad_out)
+    return [out, x.grad] + [p.grad for p in module.parameters()]
+
+
 def with_plain_modules(monkeypatch, function, *args):
     """``function(*args)`` with MotionSqueeze running every conv-BN-ReLU
     block as its modules."""
@@ -63,16 +73,10 @@ def test_folded_block_with_batch_statistics_matches_the_modules(
     reference.load_state_dict(block.state_dict())
     x = torch.randn(4, in_channels, 5, 7)
     grad_out = torch.randn(4, out_channels, 5, 7)
-    results = []
-    for run, module in ((folded_conv_bn_relu, block),
-                        (lambda block, x: block(x), reference)):
-        leaf = x.clone().requires_grad_()
-        out = run(module, leaf)
-        out.backward(grad_out)
-        results.append([out, leaf.grad] +
-                       [p.grad for p in module.parameters()])
-    for got, expected in zip(*results):
-        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    got = outputs_and_gradients(block, x, grad_out, folded_conv_bn_relu)
+    expected = outputs_and_gradients(reference, x, grad_out)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     for a, b in zip(block.buffers(), reference.buffers()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     assert block[1].num_batches_tracked == 1
@@ -105,11 +109,6 @@ def test_eval_output_matches_the_plain_modules(monkeypatch, in_channels,
                                    atol=1e-5)
 
 
-def outputs_and_gradients(module, x, grad_out):
-    x = x.clone().requires_grad_()
-    out = module(x)
-    out.backward(grad_out)
-    return [out, x.grad] + [p.grad for p in module.parameters()]
 
 
 @pytest.mark.parametrize('mode', ['train', 'norm_eval', 'eval'])
@@ -162,15 +161,10 @@ def test_input_stats_tail_matches_the_modules(in_channels, out_channels,
         # A ReLU'd input, as the depthwise block before it gives.
         x = torch.randn(4, in_channels, 5, 7, dtype=torch.float64).relu_()
         grad_out = torch.randn(4, out_channels, 5, 7, dtype=torch.float64)
-        results = []
-        for run, module in ((recomputed_conv_bn_relu, block),
-                            (lambda m, inputs: m(inputs), reference)):
-            leaf = x.clone().requires_grad_()
-            out = run(module, leaf)
-            out.backward(grad_out)
-            results.append([out, leaf.grad] +
-                           [p.grad for p in module.parameters()])
-        for a, b in zip(*results):
+        got = outputs_and_gradients(block, x, grad_out,
+                                    recomputed_conv_bn_relu)
+        expected = outputs_and_gradients(reference, x, grad_out)
+        for a, b in zip(got, expected):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
         for a, b in zip(block.buffers(), reference.buffers()):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from .fast_correlation import (FastLocalCorrelation, default_chunk_elements,
                                strip_correlation)
 from .kernel_ops import local_correlation_op
-from .tracing import is_compiling_not_exporting, is_exporting_or_compiling
+from .tracing import is_compiling_not_exporting, is_exporting
 
 #: (device type, index) -> the kernel 'auto' settled on for that device.
 _auto_choice: Dict[Tuple[str, Optional[int]], str] = {}
@@ -163,7 +163,7 @@ def _select_kernel(impl: str, tensor: torch.Tensor) -> Tuple[str, Callable]:
         return impl, KERNELS[impl]
     if is_compiling_not_exporting():
         return 'fast', _fast_op
-    if is_exporting_or_compiling():
+    if is_exporting():
         return 'fast', strip_correlation
     if impl == 'mmcv':
         if not mmcv_correlation_available():

@@ -14,8 +14,8 @@ backward at 2 threads (oneDNN ran that backward no faster on 2 threads than
 on 1), and as long at 1 thread. Same parameters, same outputs
 within float32 rounding; autograd sees the folded weights as functions of
 the module's parameters, so gradients flow to them unchanged. Exporters
-and compilers get the modules themselves (the caller decides, with
-:func:`.tracing.is_exporting_or_compiling`).
+get the modules themselves (the caller decides, with
+:func:`.tracing.is_exporting`).
 """
 from typing import Optional, Tuple
 

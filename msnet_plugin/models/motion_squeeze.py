@@ -19,8 +19,7 @@ from .correlation import check_impl_name, local_correlation
 from .folded_blocks import folded_conv_bn_relu
 from .recomputed_tail import recomputed_conv_bn_relu
 from .soft_argmax import kernel_soft_argmax, plain_soft_argmax
-from .tracing import (is_compiling_not_exporting, is_exporting_or_compiling,
-                      static_sizes)
+from .tracing import is_exporting, is_exporting_or_compiling, static_sizes
 
 SOFT_ARGMAX_MODES = ('kernel', 'plain')
 MOTION_INPUTS = ('displacement', 'correlation')
@@ -275,7 +274,7 @@ class MotionSqueeze(nn.Module):
         convolution as a matrix product
         (:func:`.folded_blocks.folded_conv_bn_relu`), eagerly and under
         torch.compile; exporters get the modules."""
-        if is_exporting_or_compiling() and not is_compiling_not_exporting():
+        if is_exporting():
             return block(x)
         return folded_conv_bn_relu(block, x)
 

@@ -18,9 +18,10 @@ softmax a few clips at a time. The largest logit is known without a pass
 (the peak correlation times the temperature), and one matrix product gives
 the expected offsets and the softmax's sum together, so the probabilities
 are never normalised element by element.
-Exporters and compilers get plain ops instead, over the window's last axis
+Exporters get plain ops instead, over the window's last axis
 (:func:`soft_argmax_last_axis`), as runtimes such as onnxruntime run a
-softmax natively.
+softmax natively; torch.compile calls the Function's kernels as a custom
+op (:mod:`.kernel_ops`).
 
 Gradient: with logits ``l_k = T * w_k * c_k`` (w the fixed Gaussian, T the
 temperature), ``p = softmax(l)`` and ``u = sum_k p_k * ox_k`` (ox_k the
@@ -34,8 +35,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .fast_correlation import default_chunk_elements
-from .tracing import (is_compiling_not_exporting, is_exporting_or_compiling,
-                      static_sizes)
+from .tracing import (is_compiling_not_exporting, is_exporting,
+                      is_exporting_or_compiling, static_sizes)
 
 
 #: Logits reach -temperature below the peak: exp of less than about -87 is
@@ -415,7 +416,7 @@ def kernel_soft_argmax(correlation: torch.Tensor,
         (B, 1, H, W), the maximum of the correlation over displacements.
     """
     _check_channels('kernel_soft_argmax', correlation, patch_size)
-    if is_exporting_or_compiling() and not is_compiling_not_exporting():
+    if is_exporting():
         # Exporters get plain ops over the last axis, not the autograd
         # Function.
         return soft_argmax_last_axis(correlation.permute(0, 2, 3, 1),

@@ -2,8 +2,8 @@
 
 :func:`is_exporting_or_compiling` is the one place that decides when the
 eager autograd Functions and compiled kernels give way, and
-:func:`is_compiling_not_exporting` whether to ``msnet::`` custom ops
-(torch.compile) or to plain ops (exporters);
+:func:`is_exporting` whether to plain ops (exporters) or to ``msnet::``
+custom ops (torch.compile alone, :func:`is_compiling_not_exporting`);
 :func:`static_sizes` reads the sizes a graph fixes anyway (channels, height,
 width) as constants, so that ``torch.jit.trace`` and the TorchScript-based
 ONNX exporter do not record a chain of shape ops for each reshape, and
@@ -25,15 +25,19 @@ def is_exporting_or_compiling() -> bool:
                 or torch.onnx.is_in_onnx_export())
 
 
+def is_exporting() -> bool:
+    """True while an exporter traces the model: ``torch.export`` (also
+    under the dynamo ONNX exporter), the TorchScript-based ONNX exporter or
+    ``torch.jit.trace``. Exported graphs keep standard operators."""
+    return bool(torch.compiler.is_exporting() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export())
+
+
 def is_compiling_not_exporting() -> bool:
-    """True while torch.compile traces the model and no exporter does (not
-    ``torch.export``, neither ONNX exporter, not ``torch.jit.trace``): then
+    """True while torch.compile traces the model and no exporter does: then
     MotionSqueeze's eager kernels run as ``msnet::`` custom ops, which
-    inductor calls as they are; exporters keep standard operators."""
-    return bool(torch.compiler.is_compiling()
-                and not torch.compiler.is_exporting()
-                and not torch.jit.is_tracing()
-                and not torch.onnx.is_in_onnx_export())
+    inductor calls as they are."""
+    return torch.compiler.is_compiling() and not is_exporting()
 
 
 def static_sizes(tensor: torch.Tensor, first_dim: int = 1) -> Tuple[int, ...]:
